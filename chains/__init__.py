@@ -1,0 +1,18 @@
+"""hfchain's LangChain runnables: build a backend from settings, then the chains over it."""
+
+from chains.backends import Backend, build_backend
+from chains.chat import ChatInput, build_chat_chain
+from chains.generate import GenerateInput, build_generate_chain
+from chains.settings import Settings, get_settings, load_settings
+
+__all__ = [
+    "Backend",
+    "ChatInput",
+    "GenerateInput",
+    "Settings",
+    "build_backend",
+    "build_chat_chain",
+    "build_generate_chain",
+    "get_settings",
+    "load_settings",
+]

@@ -1,0 +1,99 @@
+"""One model backend per process, chosen by settings: `build_backend(settings)`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from langchain_core.language_models import BaseChatModel, BaseLLM
+from langchain_core.runnables import Runnable
+
+from chains.errors import UnknownBackend
+from chains.knobs import with_knobs
+from chains.settings import Settings
+
+
+@dataclass
+class Backend:
+    """The models the chains run on, plus how to start and probe them."""
+
+    name: str
+    model_name: str
+    llm: BaseLLM
+    chat_model: BaseChatModel
+    llm_knobs: dict[str, str]
+    chat_knobs: dict[str, str]
+    start: Callable[[], object] = lambda: None
+    is_ready: Callable[[], bool] = lambda: True
+    engine: object | None = field(default=None, repr=False)
+
+    def configurable_llm(self) -> Runnable:
+        """The text LLM with its knobs exposed in config.configurable."""
+        return with_knobs(self.llm, self.llm_knobs)
+
+    def configurable_chat_model(self) -> Runnable:
+        """The chat model with its knobs exposed in config.configurable."""
+        return with_knobs(self.chat_model, self.chat_knobs)
+
+
+def model_source(settings: Settings) -> tuple[str | Callable[[], str], str]:
+    """(what from_pretrained loads, a display name): HFCHAIN_MODEL or the embedded model's cache.
+
+    The embedded model's source is a callable so that its one-time conversion runs while loading.
+    """
+    from chains.backends import embedded
+
+    if settings.model:
+        return settings.model, Path(settings.model).name or settings.model
+    return lambda: str(embedded.ensure_converted(settings.cache_dir)), embedded.MODEL_NAME
+
+
+def build_local(settings: Settings) -> Backend:
+    """In-process transformers model behind HuggingFacePipeline; loads when started."""
+    from chains.backends.local import KNOB_FIELDS, LocalChatModel, LocalLLM
+    from chains.backends.model import LocalModel
+
+    source, name = model_source(settings)
+    engine = LocalModel(
+        source, name=name, device=settings.device, dtype=settings.dtype, threads=settings.threads
+    )
+    defaults = {
+        "engine": engine,
+        "max_new_tokens": settings.max_new_tokens,
+        "temperature": settings.temperature,
+        "top_p": settings.top_p,
+    }
+    return Backend(
+        name="local",
+        model_name=name,
+        llm=LocalLLM(**defaults, model_id=name),
+        chat_model=LocalChatModel(**defaults),
+        llm_knobs=KNOB_FIELDS,
+        chat_knobs=KNOB_FIELDS,
+        start=engine.load_in_background,
+        is_ready=lambda: engine.ready,
+        engine=engine,
+    )
+
+
+def build_endpoint(settings: Settings) -> Backend:
+    """Remote server: HuggingFaceEndpoint for text, ChatHuggingFace over it for chat."""
+    from chains.backends.endpoint import CHAT_KNOBS, LLM_KNOBS, build_endpoint_models
+
+    llm, chat = build_endpoint_models(settings)
+    name = settings.endpoint_model or settings.repo_id or settings.endpoint_url or "endpoint"
+    return Backend(
+        name="endpoint", model_name=name, llm=llm, chat_model=chat, llm_knobs=LLM_KNOBS, chat_knobs=CHAT_KNOBS
+    )
+
+
+BUILDERS: dict[str, Callable[[Settings], Backend]] = {"local": build_local, "endpoint": build_endpoint}
+
+
+def build_backend(settings: Settings) -> Backend:
+    """The backend named by settings.backend; an unknown name lists the valid ones."""
+    builder = BUILDERS.get(settings.backend)
+    if builder is None:
+        raise UnknownBackend(f"unknown backend {settings.backend!r}: use one of {', '.join(BUILDERS)}")
+    return builder(settings)

@@ -1,0 +1,146 @@
+"""Endpoint backend: HuggingFaceEndpoint (TGI text generation) and ChatHuggingFace over it (chat)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from langchain_huggingface import ChatHuggingFace, HuggingFaceEndpoint
+
+from chains.errors import EndpointError, EndpointUnavailable
+from chains.stops import StopFilter
+
+LLM_KNOBS = {
+    "max_new_tokens": "max_new_tokens",
+    "temperature": "temperature",
+    "top_p": "top_p",
+    "stop": "stop_sequences",
+    "seed": "seed",
+}
+CHAT_KNOBS = {
+    "max_new_tokens": "max_tokens",
+    "temperature": "temperature",
+    "top_p": "top_p",
+    "stop": "stop",
+    "seed": "seed",
+}
+
+
+@contextmanager
+def endpoint_errors(target: str):
+    """Turn transport and HTTP failures into errors that name the endpoint and the fix."""
+    import httpx
+    from huggingface_hub.errors import HfHubHTTPError
+
+    try:
+        yield
+    except httpx.TransportError as error:
+        raise EndpointUnavailable(
+            f"endpoint {target} is unreachable ({type(error).__name__}: {error}); check that it is "
+            "running and HFCHAIN_ENDPOINT_URL, or raise HFCHAIN_ENDPOINT_TIMEOUT",
+            endpoint=target,
+            retry_after=5,
+        ) from error
+    except HfHubHTTPError as error:
+        status = getattr(error.response, "status_code", None)
+        raise EndpointError(
+            f"endpoint {target} answered HTTP {status}: {error}", endpoint=target, upstream_status=status
+        ) from error
+
+
+class EndpointErrorsMixin:
+    """Wraps the four generation entry points with endpoint_errors."""
+
+    def _target(self) -> str:
+        llm = getattr(self, "llm", self)
+        return llm.endpoint_url or llm.repo_id or llm.model
+
+    def _generate(self, *args: Any, **kwargs: Any) -> Any:
+        with endpoint_errors(self._target()):
+            return super()._generate(*args, **kwargs)
+
+    async def _agenerate(self, *args: Any, **kwargs: Any) -> Any:
+        with endpoint_errors(self._target()):
+            return await super()._agenerate(*args, **kwargs)
+
+    def _stream(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        with endpoint_errors(self._target()):
+            yield from super()._stream(*args, **kwargs)
+
+    async def _astream(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        with endpoint_errors(self._target()):
+            async for chunk in super()._astream(*args, **kwargs):
+                yield chunk
+
+
+class EndpointLLM(EndpointErrorsMixin, HuggingFaceEndpoint):
+    """HuggingFaceEndpoint with OpenAI-style knobs (temperature 0 = greedy) and stream-safe stops."""
+
+    @property
+    def _default_params(self) -> dict[str, Any]:
+        params = super()._default_params
+        greedy = not self.temperature
+        params.update(
+            do_sample=not greedy,
+            temperature=None if greedy else self.temperature,
+            top_p=None if greedy or (self.top_p or 1) >= 1 else self.top_p,  # TGI wants 0 < top_p < 1
+            stop=list(self.stop_sequences or []),
+        )
+        return params
+
+    def _stream(self, prompt: str, stop: list[str] | None = None, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        stops = StopFilter([*(self.stop_sequences or []), *(stop or [])])
+        for chunk in super()._stream(prompt, stop, *args, **kwargs):
+            chunk.text = stops.feed(chunk.text)  # a stop split across tokens is caught here
+            if chunk.text:
+                yield chunk
+            if stops.stopped:
+                return
+
+    async def _astream(
+        self, prompt: str, stop: list[str] | None = None, *args: Any, **kwargs: Any
+    ) -> AsyncIterator[Any]:
+        stops = StopFilter([*(self.stop_sequences or []), *(stop or [])])
+        async for chunk in super()._astream(prompt, stop, *args, **kwargs):
+            chunk.text = stops.feed(chunk.text)
+            if chunk.text:
+                yield chunk
+            if stops.stopped:
+                return
+
+
+class EndpointChatModel(EndpointErrorsMixin, ChatHuggingFace):
+    """ChatHuggingFace over an endpoint that also sends top_p and seed."""
+
+    @property
+    def _default_params(self) -> dict[str, Any]:
+        params = super()._default_params
+        extra = {"top_p": self.top_p, "seed": self.seed}
+        return {**{k: v for k, v in extra.items() if v is not None}, **params}
+
+
+def build_endpoint_models(settings: Any) -> tuple[EndpointLLM, EndpointChatModel]:
+    """The text-generation LLM and the chat model for the configured endpoint."""
+    token = settings.hf_token.get_secret_value() if settings.hf_token else None
+    target = (
+        {"endpoint_url": settings.endpoint_url} if settings.endpoint_url else {"repo_id": settings.repo_id}
+    )
+    llm = EndpointLLM(
+        **target,
+        huggingfacehub_api_token=token,
+        timeout=settings.endpoint_timeout,
+        max_new_tokens=settings.max_new_tokens,
+        temperature=settings.temperature,
+        top_p=settings.top_p,
+        typical_p=None,
+    )
+    model_kwargs = {"model": settings.endpoint_model} if settings.endpoint_model else {}
+    chat = EndpointChatModel(
+        llm=llm,
+        model_kwargs=model_kwargs,
+        max_tokens=settings.max_new_tokens,
+        temperature=settings.temperature,
+        top_p=settings.top_p,
+    )
+    return llm, chat

@@ -1,0 +1,206 @@
+"""LocalModel: loads a transformers model and owns it; every generation runs on its one model thread."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from chains.errors import ModelNotReady
+from chains.stops import filter_stream, truncate_at_stop
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    """Resolved knob values for one generation."""
+
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+
+    def generate_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for the text-generation pipeline; temperature 0 means greedy."""
+        kwargs: dict[str, Any] = {"max_new_tokens": self.max_new_tokens}
+        if self.temperature > 0:
+            kwargs.update(do_sample=True, temperature=self.temperature, top_p=self.top_p)
+        else:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        if self.stop:
+            kwargs["stop_strings"] = list(self.stop)  # ends generation early; text is cut below
+        return kwargs
+
+
+class LocalModel:
+    """A causal LM, its tokenizer and pipeline, loaded once and driven from a single thread."""
+
+    def __init__(
+        self,
+        source: str | Callable[[], str],
+        *,
+        name: str,
+        device: str = "cpu",
+        dtype: str = "float32",
+        threads: int | None = None,
+    ) -> None:
+        self.source, self.name, self.device, self.dtype, self.threads = source, name, device, dtype, threads
+        self.tokenizer: Any = None
+        self.pipeline: Any = None
+        self.context_window: int | None = None
+        self.load_error: BaseException | None = None
+        self._loaded = threading.Event()
+        self._worker = ThreadPoolExecutor(1, "hfchain-model", initializer=self._init_thread)
+
+    @property
+    def ready(self) -> bool:
+        """True once the model can generate."""
+        return self._loaded.is_set() and self.load_error is None
+
+    def load(self) -> None:
+        """Load tokenizer and model (blocking); remembers a failure for /ready to report."""
+        try:
+            self._worker.submit(self._load).result()
+        except BaseException as error:
+            self.load_error = error
+            raise
+        finally:
+            self._loaded.set()
+
+    def load_in_background(self) -> Future:
+        """Start loading on the model thread and return at once."""
+        future = self._worker.submit(self._load)
+        future.add_done_callback(self._on_loaded)
+        return future
+
+    def _on_loaded(self, future: Future) -> None:
+        self.load_error = future.exception()
+        if self.load_error:
+            log.error("model %s failed to load: %s", self.name, self.load_error)
+        self._loaded.set()
+
+    def _init_thread(self) -> None:
+        import torch
+
+        if self.threads:
+            torch.set_num_threads(self.threads)  # per thread under OpenMP: set on the thread that runs
+
+    def _load(self) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
+
+        source = self.source() if callable(self.source) else self.source
+        started = time.perf_counter()
+        log.info("loading model %s (device=%s, dtype=%s)", source, self.device, self.dtype)
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        tokenizer.padding_side = "left"  # batched generation needs left padding
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        dtype = self.dtype if self.dtype == "auto" else getattr(torch, self.dtype)
+        device_map = None if self.device == "cpu" else self.device
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, device_map=device_map)
+        model.eval()
+        self.context_window = _context_window(model.config, tokenizer)
+        self.pipeline = pipeline(
+            "text-generation",
+            model=model,
+            tokenizer=tokenizer,
+            return_full_text=False,
+        )
+        self.tokenizer = tokenizer
+        log.info(
+            "model %s ready in %.1f s (context %s tokens)",
+            self.name,
+            time.perf_counter() - started,
+            self.context_window,
+        )
+
+    def _require_ready(self) -> None:
+        if not self.ready:
+            reason = f"failed to load: {self.load_error}" if self.load_error else "still loading"
+            raise ModelNotReady(f"model {self.name} is {reason}; retry shortly", retry_after=2)
+
+    def render_chat(self, messages: list[dict[str, str]]) -> str:
+        """The prompt text the model sees for a conversation, per its chat template."""
+        self._require_ready()
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens in `text` by the model's own tokenizer, as the pipeline would encode it."""
+        self._require_ready()
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def generate(self, prompts: list[str], params: GenerationParams) -> list[str]:
+        """Completions for `prompts` (one padded batch), each cut at its first stop sequence."""
+        self._require_ready()
+        return self._worker.submit(self._generate, prompts, params).result()
+
+    def _generate(self, prompts: list[str], params: GenerationParams) -> list[str]:
+        _seed(params.seed)
+        outputs = self.pipeline(prompts, batch_size=len(prompts), **self._kwargs(params))
+        texts = [(out[0] if isinstance(out, list) else out)["generated_text"] for out in outputs]
+        return [truncate_at_stop(text, params.stop)[0] for text in texts]
+
+    def _kwargs(self, params: GenerationParams) -> dict[str, Any]:
+        kwargs = params.generate_kwargs()
+        if params.stop:
+            kwargs["tokenizer"] = self.tokenizer  # generate() needs it to match stop strings
+        return kwargs
+
+    def stream(self, prompt: str, params: GenerationParams) -> Iterator[str]:
+        """Stream text pieces as tokens are decoded; closing the iterator stops the generation."""
+        from transformers import TextIteratorStreamer
+
+        self._require_ready()
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        cancelled = threading.Event()
+        job = self._worker.submit(self._stream_job, prompt, params, streamer, cancelled)
+        try:
+            yield from (text for text in filter_stream(streamer, params.stop) if text)
+            job.result()  # re-raise a generation error
+        finally:
+            cancelled.set()
+
+    def _stream_job(
+        self, prompt: str, params: GenerationParams, streamer: Any, cancelled: threading.Event
+    ) -> None:
+        from transformers import StoppingCriteria, StoppingCriteriaList
+
+        class Cancelled(StoppingCriteria):
+            def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> bool:
+                return cancelled.is_set()
+
+        try:
+            if cancelled.is_set():  # the client left while waiting for the model
+                return
+            _seed(params.seed)
+            self.pipeline(
+                prompt,
+                streamer=streamer,
+                stopping_criteria=StoppingCriteriaList([Cancelled()]),
+                **self._kwargs(params),
+            )
+        finally:
+            streamer.text_queue.put(streamer.stop_signal)  # always end the consumer's loop
+
+
+def _seed(seed: int | None) -> None:
+    if seed is not None:
+        from transformers import set_seed
+
+        set_seed(seed)
+
+
+def _context_window(config: Any, tokenizer: Any) -> int | None:
+    """The model's context size from its config, else from the tokenizer when plausible."""
+    for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        if isinstance(getattr(config, key, None), int):
+            return getattr(config, key)
+    limit = getattr(tokenizer, "model_max_length", None)
+    return limit if isinstance(limit, int) and limit < 10**7 else None

@@ -1,0 +1,54 @@
+"""Typed domain errors; each carries the HTTP status the server maps it to."""
+
+from __future__ import annotations
+
+
+class HfchainError(Exception):
+    """Base of the errors a caller can act on; `status_code` is the HTTP mapping."""
+
+    status_code = 500
+    error_type = "server_error"
+
+    def __init__(self, message: str, **details: object) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def to_dict(self) -> dict:
+        """JSON body for an HTTP error response."""
+        return {"detail": self.message, "type": self.error_type, **self.details}
+
+
+class InvalidInput(HfchainError):
+    """The request is well-formed JSON but its values cannot be used."""
+
+    status_code = 422
+    error_type = "invalid_request_error"
+
+
+class ModelNotReady(HfchainError):
+    """The model is still loading; retry shortly."""
+
+    status_code = 503
+    error_type = "model_not_ready"
+
+
+class EndpointUnavailable(HfchainError):
+    """The remote endpoint could not be reached or did not answer in time."""
+
+    status_code = 503
+    error_type = "endpoint_unavailable"
+
+
+class EndpointError(HfchainError):
+    """The remote endpoint answered with an error."""
+
+    status_code = 502
+    error_type = "endpoint_error"
+
+
+class UnknownBackend(HfchainError):
+    """A backend name that no builder exists for."""
+
+    status_code = 500
+    error_type = "configuration_error"

@@ -1,0 +1,60 @@
+"""Chat messages: accept LangChain-serialised and OpenAI-style dicts, render them for chat templates."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from langchain_core.messages import (
+    AIMessage,
+    AnyMessage,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+    convert_to_messages,
+)
+from pydantic import BeforeValidator, Field
+
+ROLES = {SystemMessage: "system", HumanMessage: "user", AIMessage: "assistant"}
+
+
+def coerce_messages(value: Any) -> Any:
+    """Turn OpenAI-style ({"role": ...}) and LangChain ({"type": ...}) dicts into messages."""
+    if not isinstance(value, list):
+        return value
+    messages = convert_to_messages(value)
+    for message in messages:
+        if role_of(message) is None:
+            raise ValueError(f"{message.type!r} messages are not supported: use system, user or assistant")
+    return messages
+
+
+Messages = Annotated[
+    list[AnyMessage],
+    BeforeValidator(coerce_messages),
+    Field(min_length=1, description="The conversation, oldest first; the last is usually the user's"),
+]
+
+
+def role_of(message: BaseMessage) -> str | None:
+    """The chat-template role of a message, or None when it has none."""
+    return next((role for cls, role in ROLES.items() if isinstance(message, cls)), None)
+
+
+def text_of(message: BaseMessage) -> str:
+    """The message's text, joining text parts of multi-part content."""
+    if isinstance(message.content, str):
+        return message.content
+    parts = (p if isinstance(p, str) else p.get("text", "") for p in message.content)
+    return "".join(parts)
+
+
+def to_chat_dicts(messages: list[BaseMessage]) -> list[dict[str, str]]:
+    """Messages as the role/content dicts a tokenizer's chat template expects."""
+    return [{"role": role_of(m) or "user", "content": text_of(m)} for m in messages]
+
+
+def with_system_prompt(messages: list[BaseMessage], system_prompt: str | None) -> list[BaseMessage]:
+    """Prepend the default system prompt when the conversation has none."""
+    if not system_prompt or any(isinstance(m, SystemMessage) for m in messages):
+        return list(messages)
+    return [SystemMessage(content=system_prompt), *messages]

@@ -1,0 +1,111 @@
+"""Service settings: one validated object, read from HFCHAIN_* variables and an optional .env file."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "HFCHAIN_"
+
+
+def default_cache_dir() -> Path:
+    """The user's cache folder for hfchain (XDG_CACHE_HOME aware)."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "hfchain"
+
+
+class Settings(BaseSettings):
+    """Everything the service can be told, each field an HFCHAIN_<NAME> variable."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", validate_default=True
+    )
+
+    backend: Literal["local", "endpoint"] = Field(
+        "local", description="local: run the model in-process; endpoint: call a remote server"
+    )
+    model: str | None = Field(
+        None, description="Hub id or local folder (local backend); empty = embedded SmolLM2-135M"
+    )
+    device: Literal["cpu", "cuda", "auto"] = Field("cpu", description="Where the local model runs")
+    dtype: Literal["float32", "float16", "bfloat16", "auto"] = Field(
+        "float32", description="Compute dtype of the local model"
+    )
+    threads: int | None = Field(
+        None, ge=1, description="Torch CPU threads for the local model (default: all cores)"
+    )
+    cache_dir: Path = Field(
+        default_factory=default_cache_dir, description="Where the converted embedded model lives"
+    )
+    endpoint_url: str | None = Field(
+        None, description="Endpoint backend: URL of a TGI / Inference Endpoint / OpenAI-style server"
+    )
+    repo_id: str | None = Field(
+        None, description="Endpoint backend: hub model id served by Inference Providers"
+    )
+    endpoint_model: str | None = Field(
+        None, description="Endpoint backend: model name the server expects in chat requests"
+    )
+    hf_token: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("HFCHAIN_HF_TOKEN", "HF_TOKEN"),
+        description="Token for Hugging Face endpoints (HF_TOKEN also works)",
+    )
+    endpoint_timeout: float = Field(120.0, gt=0, description="Seconds to wait for an endpoint reply")
+    max_new_tokens: int = Field(256, ge=1, description="Default new tokens per reply")
+    max_new_tokens_limit: int = Field(2048, ge=1, description="Largest max_new_tokens a request may ask for")
+    temperature: float = Field(0.0, ge=0, le=2, description="Default temperature (0 = greedy)")
+    top_p: float = Field(1.0, gt=0, le=1, description="Default nucleus sampling top_p")
+    system_prompt: str | None = Field(
+        None, description="Chat system prompt when the client sends none (default: prompts/ file)"
+    )
+    host: str = Field("127.0.0.1", description="Address the server binds to")
+    port: int = Field(8000, ge=1, le=65535, description="Port the server binds to")
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level")
+
+    @model_validator(mode="after")
+    def _check_endpoint(self) -> Settings:
+        if self.backend == "endpoint" and not (self.endpoint_url or self.repo_id):
+            raise ValueError(
+                "the endpoint backend needs a server: set HFCHAIN_ENDPOINT_URL "
+                "(e.g. http://127.0.0.1:8080) or HFCHAIN_REPO_ID (a hub model id)"
+            )
+        if self.endpoint_url and self.repo_id:
+            raise ValueError("set only one of HFCHAIN_ENDPOINT_URL and HFCHAIN_REPO_ID")
+        if self.max_new_tokens > self.max_new_tokens_limit:
+            raise ValueError("HFCHAIN_MAX_NEW_TOKENS must not exceed HFCHAIN_MAX_NEW_TOKENS_LIMIT")
+        return self
+
+
+class SettingsError(ValueError):
+    """Settings that cannot be used; the message names each variable and the fix."""
+
+
+def describe_errors(error: ValidationError) -> str:
+    """Turn a pydantic error into lines naming the HFCHAIN_ variable and what is wrong."""
+    lines = []
+    for item in error.errors():
+        field = ".".join(str(part) for part in item["loc"])
+        name = f"{ENV_PREFIX}{field.upper()}" if field else "settings"
+        given = f" (got {item['input']!r})" if field and "input" in item else ""
+        lines.append(f"{name}: {item['msg']}{given}")
+    return "invalid settings:\n  " + "\n  ".join(lines)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build Settings from the environment plus overrides; raise SettingsError naming the fix."""
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as error:
+        raise SettingsError(describe_errors(error)) from None
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, loaded once (tests call get_settings.cache_clear())."""
+    return load_settings()

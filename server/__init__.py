@@ -1,0 +1,1 @@
+"""hfchain's HTTP service: FastAPI + LangServe routes over the chains."""

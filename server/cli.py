@@ -1,0 +1,131 @@
+"""The `hfchain` command: serve, generate, chat."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Annotated
+
+import typer
+
+from chains.settings import ENV_PREFIX, Settings, SettingsError, load_settings
+
+app = typer.Typer(
+    help="Serve Hugging Face models through LangChain.", no_args_is_help=True, add_completion=False
+)
+
+
+def settings_help() -> str:
+    """One line per setting: the variable, its default and what it does."""
+    lines = ["Settings (environment variables, or a .env file):\n\n"]
+    for name, field in Settings.model_fields.items():
+        default = "" if field.default_factory else f" (default: {field.default})"
+        lines.append(f"{ENV_PREFIX}{name.upper()}: {field.description}{default}\n\n")
+    return "".join(lines)
+
+
+def _settings(**overrides: object) -> Settings:
+    try:
+        return load_settings(**overrides)
+    except SettingsError as error:
+        typer.secho(str(error), fg="red", err=True)
+        raise typer.Exit(2) from None
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@app.command(epilog=settings_help())
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address [HFCHAIN_HOST]")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [HFCHAIN_PORT]")] = None,
+    model: Annotated[str | None, typer.Option(help="Hub id or folder [HFCHAIN_MODEL]")] = None,
+    backend: Annotated[str | None, typer.Option(help="local or endpoint [HFCHAIN_BACKEND]")] = None,
+) -> None:
+    """Serve the LangServe routes (/generate, /chat) on HOST:PORT."""
+    import uvicorn
+
+    from server.app import create_app
+
+    settings = _settings(host=host, port=port, model=model, backend=backend)
+    _logging(settings.log_level)
+    typer.echo(
+        f"hfchain: serving on http://{settings.host}:{settings.port} "
+        f"(chat playground: http://{settings.host}:{settings.port}/chat/playground/)",
+        err=True,
+    )
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level)
+
+
+def _ready_backend(settings: Settings):
+    from chains import build_backend
+
+    backend = build_backend(settings)
+    if backend.engine is not None:
+        typer.echo(f"loading {backend.model_name} ...", err=True)
+        backend.engine.load()
+    return backend
+
+
+def _knobs(max_new_tokens: int | None, temperature: float | None) -> dict:
+    values = {"max_new_tokens": max_new_tokens, "temperature": temperature}
+    return {"configurable": {k: v for k, v in values.items() if v is not None}}
+
+
+@app.command()
+def generate(
+    prompt: str,
+    max_new_tokens: Annotated[int | None, typer.Option(help="Most tokens to generate")] = None,
+    temperature: Annotated[float | None, typer.Option(help="0 = greedy")] = None,
+) -> None:
+    """Complete PROMPT, streaming the text to the terminal."""
+    from chains import build_generate_chain
+
+    settings = _settings()
+    _logging("warning")
+    chain = build_generate_chain(_ready_backend(settings))
+    for piece in chain.stream({"prompt": prompt}, config=_knobs(max_new_tokens, temperature)):
+        typer.echo(piece, nl=False)
+    typer.echo()
+
+
+@app.command()
+def chat(
+    max_new_tokens: Annotated[int | None, typer.Option(help="Most tokens per reply")] = None,
+    temperature: Annotated[float | None, typer.Option(help="0 = greedy")] = None,
+) -> None:
+    """Chat interactively; replies stream as they are generated. Ctrl-D or /exit quits, /reset forgets."""
+    from langchain_core.messages import AIMessage, HumanMessage
+
+    from chains import build_chat_chain
+
+    settings = _settings()
+    _logging("warning")
+    chain = build_chat_chain(_ready_backend(settings), settings.system_prompt)
+    history: list = []
+    while (line := _read_line()) is not None:
+        if line.strip() in {"/exit", "/quit"}:
+            break
+        if line.strip() == "/reset" or not line.strip():
+            history = [] if line.strip() else history
+            continue
+        history.append(HumanMessage(content=line))
+        reply = ""
+        for chunk in chain.stream({"messages": history}, config=_knobs(max_new_tokens, temperature)):
+            reply += chunk.content
+            typer.echo(chunk.content, nl=False)
+        typer.echo()
+        history.append(AIMessage(content=reply))
+
+
+def _read_line() -> str | None:
+    try:
+        return input("you> ")
+    except EOFError:
+        return None
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the `hfchain` console script."""
+    app(args=argv if argv is not None else sys.argv[1:], prog_name="hfchain")

@@ -1,0 +1,101 @@
+"""ASGI middleware: request ids, and bodies checked before LangServe sees them (size, UTF-8, JSON)."""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import uuid
+from typing import Any
+
+request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+
+Scope = dict[str, Any]
+
+
+def _json_response(status: int, body: dict, headers: list[tuple[bytes, bytes]]) -> tuple[dict, dict]:
+    payload = json.dumps(body).encode()
+    head = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+    start = {"type": "http.response.start", "status": status, "headers": head + headers}
+    return start, {"type": "http.response.body", "body": payload}
+
+
+def check_body(body: bytes, path: str = "") -> tuple[int, str] | bytes:
+    """An error (status, message) for a body we refuse, else the body to pass on."""
+    if not body.strip():
+        return 422, 'request body is empty: send a JSON object, e.g. {"input": {...}}'
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as error:
+        return 400, f"request body is not valid UTF-8 (byte {error.start}): send UTF-8 encoded JSON"
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        return 400, f"request body is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}"
+    if path.endswith("/batch") and isinstance(data, dict) and not isinstance(data.get("inputs"), list):
+        return 422, 'batch needs "inputs": a list of inputs, e.g. {"inputs": [{...}, {...}]}'
+    if isinstance(data, dict) and "config" in data and data["config"] is None:
+        del data["config"]  # null means "no config", as an absent key does
+        return json.dumps(data).encode()
+    return body
+
+
+class RequestGuard:
+    """Sets x-request-id on every response and screens POST bodies (max size, UTF-8, JSON)."""
+
+    def __init__(self, app: Any, max_body_bytes: int) -> None:
+        self.app, self.max_body_bytes = app, max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = dict(scope.get("headers") or [])
+        rid = headers.get(b"x-request-id", b"").decode("latin-1")[:128] or uuid.uuid4().hex
+        request_id_var.set(rid)
+        rid_header = [(b"x-request-id", rid.encode("latin-1"))]
+
+        async def send_with_id(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *rid_header]
+            await send(message)
+
+        if scope["method"] != "POST":
+            return await self.app(scope, receive, send_with_id)
+        body = await self._read_body(receive)
+        checked = (
+            (413, f"request body is over {self.max_body_bytes} bytes: send less")
+            if body is None
+            else check_body(body, scope.get("path", ""))
+        )
+        if isinstance(checked, tuple):
+            status, message = checked
+            for part in _json_response(status, {"detail": message, "request_id": rid}, rid_header):
+                await send(part)
+            return None
+        return await self.app(scope, _replay(checked, receive), send_with_id)
+
+    async def _read_body(self, receive: Any) -> bytes | None:
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return b""
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_body_bytes:
+                return None
+            if not message.get("more_body"):
+                return b"".join(chunks)
+
+
+def _replay(body: bytes, upstream: Any) -> Any:
+    """A receive() that hands the app the already-read body, then the client's later messages."""
+    sent = False
+
+    async def receive() -> dict:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await upstream()  # e.g. http.disconnect when the client goes away
+
+    return receive
