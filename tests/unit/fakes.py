@@ -1,0 +1,42 @@
+"""Fast fakes: langchain-core's fake models with the knob fields the real backends expose."""
+
+from __future__ import annotations
+
+from langchain_core.language_models import FakeListChatModel, FakeStreamingListLLM
+
+from chains.backends import Backend
+from chains.backends.local import KNOB_FIELDS
+
+
+class KnobFakeLLM(FakeStreamingListLLM):
+    """FakeStreamingListLLM that also has the generation knob fields."""
+
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    stop: list[str] | None = None
+    seed: int | None = None
+
+
+class KnobFakeChat(FakeListChatModel):
+    """FakeListChatModel that also has the generation knob fields."""
+
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    stop: list[str] | None = None
+    seed: int | None = None
+
+
+def fake_backend(responses: list[str] | None = None, ready: bool = True) -> Backend:
+    """A Backend over fake models that answer from `responses` in turn."""
+    responses = responses or ["fake reply"]
+    return Backend(
+        name="fake",
+        model_name="fake-model",
+        llm=KnobFakeLLM(responses=responses),
+        chat_model=KnobFakeChat(responses=responses),
+        llm_knobs=KNOB_FIELDS,
+        chat_knobs=KNOB_FIELDS,
+        is_ready=lambda: ready,
+    )

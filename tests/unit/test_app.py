@@ -1,0 +1,99 @@
+"""The app over fake models (in-process): routes, knobs, and 4xx for every kind of bad input."""
+
+import pytest
+from fastapi.testclient import TestClient
+
+from chains.settings import load_settings
+from server.app import create_app
+from tests.unit.fakes import fake_backend
+
+
+@pytest.fixture
+def client():
+    app = create_app(load_settings(max_new_tokens_limit=512), fake_backend(["Paris."]))
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def test_health_ready_and_request_id(client):
+    assert client.get("/health").json() == {"status": "ok"}
+    assert client.get("/ready").json()["status"] == "ready"
+    assert client.get("/health", headers={"x-request-id": "abc"}).headers["x-request-id"] == "abc"
+
+
+def test_generate_and_chat_invoke(client):
+    assert (
+        client.post("/generate/invoke", json={"input": {"prompt": "Capital?"}}).json()["output"] == "Paris."
+    )
+    reply = client.post("/chat/invoke", json={"input": {"messages": [{"role": "user", "content": "x"}]}})
+    assert reply.json()["output"]["type"] == "ai" and reply.json()["output"]["content"] == "Paris."
+
+
+def test_config_schema_lists_the_knobs(client):
+    schema = client.get("/generate/config_schema").json()
+    assert set(schema["$defs"]["Configurable"]["properties"]) == {
+        "max_new_tokens",
+        "temperature",
+        "top_p",
+        "stop",
+        "seed",
+    }
+
+
+BAD = [
+    ("/generate/invoke", b"", 422),
+    ("/generate/invoke", b"{not json", 400),
+    ("/generate/invoke", b'{"input": {"prompt": "\xff"}}', 400),
+    ("/generate/invoke", b'{"input": {}}', 422),
+    ("/generate/invoke", b'{"input": {"prompt": 5}}', 422),
+    ("/generate/invoke", b'{"input": {"prompt": ""}}', 422),
+    ("/generate/invoke", b'{"input": {"prompt": "x", "extra": 1}}', 422),
+    ("/generate/invoke", b'{"config": {}}', 422),
+    ("/generate/invoke", b"[1, 2]", 422),
+    ("/generate/invoke", b'{"input": {"prompt": "x"}, "config": "abc"}', 422),
+    (
+        "/generate/invoke",
+        b'{"input": {"prompt": "x"}, "config": {"configurable": {"temperature": "hot"}}}',
+        422,
+    ),
+    ("/generate/invoke", b'{"input": {"prompt": "x"}, "config": {"configurable": {"temperature": 7}}}', 422),
+    (
+        "/generate/invoke",
+        b'{"input": {"prompt": "x"}, "config": {"configurable": {"max_new_tokens": 513}}}',
+        422,
+    ),
+    ("/generate/invoke", b'{"input": {"prompt": "x"}, "config": {"configurable": {"top_p": 0}}}', 422),
+    ("/generate/stream", b'{"input": {"prompt": "x"}, "config": {"configurable": {"seed": -4}}}', 422),
+    ("/generate/batch", b'{"inputs": "x"}', 422),
+    ("/generate/batch", b'{"inputs": [{"prompt": 1}]}', 422),
+    ("/generate/batch", b'{"inputs": [{"prompt": "x"}], "config": [null]}', 422),
+    ("/chat/invoke", b'{"input": {"messages": []}}', 422),
+    ("/chat/invoke", b'{"input": {"messages": [{"role": "wizard", "content": "x"}]}}', 422),
+    ("/chat/stream", b'{"input": {"messages": "hi"}}', 422),
+]
+
+
+@pytest.mark.parametrize(("path", "body", "status"), BAD)
+def test_bad_input_gets_a_4xx_with_a_message(client, path, body, status):
+    response = client.post(path, content=body, headers={"content-type": "application/json"})
+    assert response.status_code == status, response.text
+    assert response.json()["detail"]
+
+
+def test_config_null_is_accepted(client):
+    response = client.post("/generate/invoke", json={"input": {"prompt": "x"}, "config": None})
+    assert response.status_code == 200 and response.json()["output"] == "Paris."
+
+
+def test_oversized_body_gets_413(client):
+    response = client.post("/generate/invoke", json={"input": {"prompt": "x" * 3_000_000}})
+    assert response.status_code == 413 and "bytes" in response.json()["detail"]
+
+
+def test_not_ready_gives_503_with_retry_after():
+    app = create_app(load_settings(), fake_backend(ready=False))
+    with TestClient(app) as client:
+        assert client.get("/ready").status_code == 503
+        response = client.post("/generate/invoke", json={"input": {"prompt": "x"}})
+        assert response.status_code == 503 and response.headers["retry-after"] == "2"
+        assert "loading" in response.json()["detail"]
