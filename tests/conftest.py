@@ -100,6 +100,6 @@ def model_folder(embedded_backend) -> str:
 @pytest.fixture(scope="session")
 def server(embedded_backend) -> Iterator[ServerProcess]:
     """A real hfchain server (uvicorn, embedded model) on a free 127.0.0.1 port."""
-    proc = hfchain_server(HFCHAIN_BACKEND="local").wait("/ready")
+    proc = hfchain_server(HFCHAIN_BACKEND="local", HFCHAIN_MAX_NEW_TOKENS="32").wait("/ready")
     yield proc
     proc.stop()

@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from langchain_huggingface import ChatHuggingFace, HuggingFaceEndpoint
+from pydantic import model_validator
 
 from chains.errors import EndpointError, EndpointUnavailable
 from chains.stops import StopFilter
@@ -77,6 +78,15 @@ class EndpointErrorsMixin:
 class EndpointLLM(EndpointErrorsMixin, HuggingFaceEndpoint):
     """HuggingFaceEndpoint with OpenAI-style knobs (temperature 0 = greedy) and stream-safe stops."""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_derived_model(cls, values: Any) -> Any:
+        # configurable fields re-create the model from its fields, `model` included, which the
+        # stock validator then refuses next to endpoint_url/repo_id: `model` is derived from them
+        if isinstance(values, dict) and (values.get("endpoint_url") or values.get("repo_id")):
+            values = {k: v for k, v in values.items() if k != "model"}
+        return values
+
     @property
     def _default_params(self) -> dict[str, Any]:
         params = super()._default_params
@@ -112,6 +122,10 @@ class EndpointLLM(EndpointErrorsMixin, HuggingFaceEndpoint):
 
 class EndpointChatModel(EndpointErrorsMixin, ChatHuggingFace):
     """ChatHuggingFace over an endpoint that also sends top_p and seed."""
+
+    # None, not False: configurable fields re-create the model passing every field, and an explicit
+    # streaming=False would make langchain-core turn .stream() into a single-chunk invoke
+    streaming: bool | None = None
 
     @property
     def _default_params(self) -> dict[str, Any]:

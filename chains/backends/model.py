@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -88,8 +89,8 @@ class LocalModel:
     def _init_thread(self) -> None:
         import torch
 
-        if self.threads:
-            torch.set_num_threads(self.threads)  # per thread under OpenMP: set on the thread that runs
+        # OpenMP's thread count is per thread: set it explicitly on the one thread that runs the model
+        torch.set_num_threads(self.threads or os.cpu_count() or 1)
 
     def _load(self) -> None:
         import torch

@@ -1,0 +1,120 @@
+"""A real hfchain server (uvicorn on 127.0.0.1, embedded model) driven by httpx and RemoteRunnable."""
+
+import json
+
+import httpx
+import pytest
+from langchain_core.messages import AIMessage, HumanMessage
+from langserve import RemoteRunnable
+
+QUESTION = {"messages": [{"role": "user", "content": "What is the capital of France?"}]}
+GREEDY = {"configurable": {"temperature": 0, "max_new_tokens": 20}}
+
+
+def sse_events(response: httpx.Response) -> list[tuple[str, str]]:
+    """(event, data) pairs of a server-sent-event body."""
+    events = []
+    for block in response.text.replace("\r\n", "\n").split("\n\n"):
+        fields = dict(line.split(":", 1) for line in block.splitlines() if ":" in line)
+        if "event" in fields:
+            events.append((fields["event"].strip(), fields.get("data", "").strip()))
+    return events
+
+
+@pytest.fixture(scope="module")
+def http(server):
+    with httpx.Client(base_url=server.url, timeout=120) as client:
+        yield client
+
+
+def test_health_and_ready(http):
+    assert http.get("/health").json() == {"status": "ok"}
+    ready = http.get("/ready").json()
+    assert ready["status"] == "ready" and ready["model"] == "SmolLM2-135M-Instruct"
+
+
+def test_chat_invoke_answers_paris(http):
+    response = http.post("/chat/invoke", json={"input": QUESTION, "config": GREEDY})
+    assert response.status_code == 200
+    output = response.json()["output"]
+    assert output["type"] == "ai" and "Paris" in output["content"]
+    assert response.headers["x-request-id"]
+
+
+def test_chat_accepts_langchain_serialised_messages(http):
+    body = {
+        "input": {"messages": [{"type": "human", "content": "What is the capital of France?"}]},
+        "config": GREEDY,
+    }
+    assert "Paris" in http.post("/chat/invoke", json=body).json()["output"]["content"]
+
+
+def test_generate_invoke_and_batch(http):
+    body = {"input": {"prompt": "The capital of France is"}, "config": GREEDY}
+    text = http.post("/generate/invoke", json=body).json()["output"]
+    assert "Paris" in text and not text.startswith("The capital")
+    batch = http.post(
+        "/generate/batch", json={"inputs": [{"prompt": "1, 2, 3,"}, {"prompt": "Hello"}], "config": GREEDY}
+    ).json()["output"]
+    assert len(batch) == 2 and all(isinstance(t, str) and t for t in batch)
+
+
+def test_stream_sends_one_event_per_few_tokens_and_honours_stop(http):
+    config = {"configurable": {"temperature": 0, "max_new_tokens": 20, "stop": ["of France"]}}
+    response = http.post("/chat/stream", json={"input": QUESTION, "config": config})
+    events = sse_events(response)
+    data = [json.loads(d)["content"] for name, d in events if name == "data"]
+    assert events[-1][0] == "end" and len([d for d in data if d]) >= 2
+    assert "".join(data) == "The capital "
+
+
+def test_stream_events(http):
+    body = {"input": {"prompt": "Hi"}, "config": {"configurable": {"max_new_tokens": 4}}}
+    events = sse_events(http.post("/generate/stream_events", json=body))
+    kinds = {json.loads(d)["event"] for name, d in events if name == "data"}
+    assert {"on_chain_start", "on_llm_stream", "on_chain_end"} <= kinds
+
+
+@pytest.mark.parametrize("route", ["/generate", "/chat"])
+def test_schemas_and_playground(http, route):
+    assert http.get(f"{route}/input_schema").status_code == 200
+    assert http.get(f"{route}/output_schema").status_code == 200
+    knobs = http.get(f"{route}/config_schema").json()["$defs"]["Configurable"]["properties"]
+    assert set(knobs) == {"max_new_tokens", "temperature", "top_p", "stop", "seed"}
+    page = http.get(f"{route}/playground/")
+    assert page.status_code == 200 and "<html" in page.text.lower()
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        (b"", 422),
+        (b"{oops", 400),
+        (b'{"input": {"prompt": "\xff\xfe"}}', 400),
+        (b'{"input": {}}', 422),
+        (b'{"input": {"prompt": 42}}', 422),
+        (b'{"input": {"prompt": "x"}, "config": {"configurable": {"temperature": "hot"}}}', 422),
+        (b'{"input": {"prompt": "x"}, "config": {"configurable": {"top_p": 3}}}', 422),
+        (b'{"input": {"prompt": "x"}, "config": {"configurable": {"max_new_tokens": 100000}}}', 422),
+    ],
+)
+def test_bad_input_gets_a_4xx_over_http(http, body, status):
+    response = http.post("/generate/invoke", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == status and response.json()["detail"]
+
+
+def test_config_null_works_over_http(http):
+    body = {"input": {"prompt": "Hi"}, "config": None}
+    assert http.post("/generate/invoke", json=body).status_code == 200
+
+
+def test_remote_runnable_invoke_batch_stream(server):
+    chat = RemoteRunnable(f"{server.url}/chat/")
+    reply = chat.invoke({"messages": [HumanMessage("What is the capital of France?")]}, config=GREEDY)
+    assert isinstance(reply, AIMessage) and "Paris" in reply.content
+    replies = chat.batch([QUESTION, {"messages": [("human", "Say hello.")]}], config=GREEDY)
+    assert len(replies) == 2 and "Paris" in replies[0].content
+    chunks = list(chat.stream(QUESTION, config=GREEDY))
+    assert len(chunks) >= 3 and "Paris" in "".join(c.content for c in chunks)
+    generate = RemoteRunnable(f"{server.url}/generate/")
+    assert "Paris" in generate.invoke({"prompt": "The capital of France is"}, config=GREEDY)
