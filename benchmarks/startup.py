@@ -1,9 +1,8 @@
 """Start-up time of `hfchain serve`: process start -> first 200 from /health and /ready.
 
-Warm: the embedded model is already converted in the cache dir (a temp dir primed by one
-unmeasured run). Cold: a fresh empty cache dir per run, so each run pays the one-time conversion.
-
-    .venv/bin/python benchmarks/startup.py [--runs 5] [--cold-runs 5] [--timeout 120]
+Warm: the model is already converted in a temp cache dir (primed by one unmeasured run).
+Cold: a fresh empty cache dir per run, so each run pays the one-time conversion.
+Usage: .venv/bin/python benchmarks/startup.py [--runs 5] [--cold-runs 5] [--timeout 120]
 """
 
 from __future__ import annotations
@@ -77,10 +76,8 @@ def poll(proc: subprocess.Popen, base: str, started: float, timeout: float) -> t
                 ok = False
             if ok and health is not None:
                 return health, elapsed
-            if ok:
-                health = elapsed
-                continue
-            time.sleep(POLL_S)
+            health = elapsed if ok else health
+            time.sleep(0 if ok else POLL_S)
     raise TimeoutError(f"{base} not ready after {timeout:.0f} s")
 
 
@@ -112,16 +109,15 @@ def main() -> None:
     """Parse arguments, run the warm then the cold series, print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="warm runs (default 5)")
-    parser.add_argument("--cold-runs", type=int, default=None, help="cold runs (default: --runs)")
+    parser.add_argument("--cold-runs", type=int, default=5, help="cold runs (default 5; 0 skips)")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds allowed per run")
     args = parser.parse_args()
-    cold_runs = args.runs if args.cold_runs is None else args.cold_runs
     with tempfile.TemporaryDirectory(prefix="hfchain-warm-") as warm_dir:
         print("priming the warm cache (unmeasured run, converts the model) ...")
         measure(Path(warm_dir), args.timeout)
         rows = {"warm": series("warm", args.runs, Path(warm_dir), args.timeout)}
-    if cold_runs:
-        rows["cold"] = series("cold", cold_runs, None, args.timeout)
+    if args.cold_runs:
+        rows["cold"] = series("cold", args.cold_runs, None, args.timeout)
     print()
     print(table(rows))
 

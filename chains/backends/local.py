@@ -44,9 +44,9 @@ class KnobFields(BaseModel):
 
 
 class LocalLLM(KnobFields, HuggingFacePipeline):
-    """HuggingFacePipeline whose generation goes through the shared LocalModel (returns only new text)."""
+    """HuggingFacePipeline whose generation goes through the shared LocalModel (only new text back)."""
 
-    pipeline: Any = None  # the engine holds the real pipeline once it has loaded
+    pipeline: Any = None  # generation goes through the engine (the model thread), not a pipeline object
     model_id: str = "local"
 
     @property

@@ -28,7 +28,7 @@ class GenerationParams:
     seed: int | None = None
 
     def generate_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for the text-generation pipeline; temperature 0 means greedy."""
+        """Keyword arguments for generate(); temperature 0 means greedy."""
         kwargs: dict[str, Any] = {"max_new_tokens": self.max_new_tokens}
         if self.temperature > 0:
             kwargs.update(do_sample=True, temperature=self.temperature, top_p=self.top_p)
@@ -40,7 +40,7 @@ class GenerationParams:
 
 
 class LocalModel:
-    """A causal LM, its tokenizer and pipeline, loaded once and driven from a single thread."""
+    """A causal LM and its tokenizer, loaded once and driven from a single thread."""
 
     def __init__(
         self,
@@ -53,7 +53,7 @@ class LocalModel:
     ) -> None:
         self.source, self.name, self.device, self.dtype, self.threads = source, name, device, dtype, threads
         self.tokenizer: Any = None
-        self.pipeline: Any = None
+        self.model: Any = None
         self.context_window: int | None = None
         self.load_error: BaseException | None = None
         self._loaded = threading.Event()
@@ -93,11 +93,11 @@ class LocalModel:
         torch.set_num_threads(self.threads or os.cpu_count() or 1)
 
     def _load(self) -> None:
+        started = time.perf_counter()
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
+        from transformers import AutoModelForCausalLM, AutoTokenizer
 
         source = self.source() if callable(self.source) else self.source
-        started = time.perf_counter()
         log.info("loading model %s (device=%s, dtype=%s)", source, self.device, self.dtype)
         tokenizer = AutoTokenizer.from_pretrained(source)
         tokenizer.padding_side = "left"  # batched generation needs left padding
@@ -108,15 +108,9 @@ class LocalModel:
         model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, device_map=device_map)
         model.eval()
         self.context_window = _context_window(model.config, tokenizer)
-        self.pipeline = pipeline(
-            "text-generation",
-            model=model,
-            tokenizer=tokenizer,
-            return_full_text=False,
-        )
-        self.tokenizer = tokenizer
+        self.model, self.tokenizer = model, tokenizer
         log.info(
-            "model %s ready in %.1f s (context %s tokens)",
+            "model %s ready in %.1f s, imports included (context %s tokens)",
             self.name,
             time.perf_counter() - started,
             self.context_window,
@@ -133,9 +127,20 @@ class LocalModel:
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
     def count_tokens(self, text: str) -> int:
-        """Tokens in `text` by the model's own tokenizer, as the pipeline would encode it."""
+        """Tokens in `text` by the model's own tokenizer, as generation encodes it."""
         self._require_ready()
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return len(self.tokenizer(text, add_special_tokens=self._adds_bos(text))["input_ids"])
+
+    def _adds_bos(self, text: str) -> bool:
+        """Whether to let the tokenizer add its special tokens: not when a chat template already did."""
+        bos = self.tokenizer.bos_token
+        return not (bos and text.startswith(bos))
+
+    def _encode(self, prompts: list[str]) -> Any:
+        encoded = self.tokenizer(
+            prompts, return_tensors="pt", padding=True, add_special_tokens=self._adds_bos(prompts[0])
+        )
+        return encoded.to(self.model.device)
 
     def generate(self, prompts: list[str], params: GenerationParams) -> list[str]:
         """Completions for `prompts` (one padded batch), each cut at its first stop sequence."""
@@ -143,13 +148,18 @@ class LocalModel:
         return self._worker.submit(self._generate, prompts, params).result()
 
     def _generate(self, prompts: list[str], params: GenerationParams) -> list[str]:
+        import torch
+
         _seed(params.seed)
-        outputs = self.pipeline(prompts, batch_size=len(prompts), **self._kwargs(params))
-        texts = [(out[0] if isinstance(out, list) else out)["generated_text"] for out in outputs]
+        encoded = self._encode(prompts)
+        with torch.inference_mode():
+            output = self.model.generate(**encoded, **self._kwargs(params))
+        new_tokens = output[:, encoded["input_ids"].shape[1] :]
+        texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
         return [truncate_at_stop(text, params.stop)[0] for text in texts]
 
     def _kwargs(self, params: GenerationParams) -> dict[str, Any]:
-        kwargs = params.generate_kwargs()
+        kwargs = {**params.generate_kwargs(), "pad_token_id": self.tokenizer.pad_token_id}
         if params.stop:
             kwargs["tokenizer"] = self.tokenizer  # generate() needs it to match stop strings
         return kwargs
@@ -180,13 +190,16 @@ class LocalModel:
         try:
             if cancelled.is_set():  # the client left while waiting for the model
                 return
+            import torch
+
             _seed(params.seed)
-            self.pipeline(
-                prompt,
-                streamer=streamer,
-                stopping_criteria=StoppingCriteriaList([Cancelled()]),
-                **self._kwargs(params),
-            )
+            with torch.inference_mode():
+                self.model.generate(
+                    **self._encode([prompt]),
+                    streamer=streamer,
+                    stopping_criteria=StoppingCriteriaList([Cancelled()]),
+                    **self._kwargs(params),
+                )
         finally:
             streamer.text_queue.put(streamer.stop_signal)  # always end the consumer's loop
 
