@@ -57,6 +57,8 @@ class LocalModel:
         self.context_window: int | None = None
         self.load_error: BaseException | None = None
         self._loaded = threading.Event()
+        self._start_lock = threading.Lock()
+        self._loading: Future | None = None
         self._worker = ThreadPoolExecutor(1, "hfchain-model", initializer=self._init_thread)
 
     @property
@@ -75,10 +77,12 @@ class LocalModel:
             self._loaded.set()
 
     def load_in_background(self) -> Future:
-        """Start loading on the model thread and return at once."""
-        future = self._worker.submit(self._load)
-        future.add_done_callback(self._on_loaded)
-        return future
+        """Start loading on the model thread (once) and return at once."""
+        with self._start_lock:
+            if self._loading is None:
+                self._loading = self._worker.submit(self._load)
+                self._loading.add_done_callback(self._on_loaded)
+            return self._loading
 
     def _on_loaded(self, future: Future) -> None:
         self.load_error = future.exception()
