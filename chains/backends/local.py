@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import (
@@ -76,6 +76,19 @@ class LocalLLM(KnobFields, HuggingFacePipeline):
                 run_manager.on_llm_new_token(text, chunk=chunk)
             yield chunk
 
+    async def _astream(
+        self,
+        prompt: str,
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[GenerationChunk]:
+        async for text in self.engine.astream(prompt, self.params(stop)):
+            chunk = GenerationChunk(text=text)
+            if run_manager:
+                await run_manager.on_llm_new_token(text, chunk=chunk)
+            yield chunk
+
 
 class LocalChatModel(KnobFields, BaseChatModel):
     """Chat model over LocalModel: applies the tokenizer's chat template, then generates.
@@ -120,6 +133,20 @@ class LocalChatModel(KnobFields, BaseChatModel):
             chunk = ChatGenerationChunk(message=AIMessageChunk(content=text))
             if run_manager:
                 run_manager.on_llm_new_token(text, chunk=chunk)
+            yield chunk
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        prompt = self._prompt(messages)
+        async for text in self.engine.astream(prompt, self.params(stop)):
+            chunk = ChatGenerationChunk(message=AIMessageChunk(content=text))
+            if run_manager:
+                await run_manager.on_llm_new_token(text, chunk=chunk)
             yield chunk
 
     def _usage(self, prompt: str, text: str) -> dict[str, int]:

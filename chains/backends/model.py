@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -168,19 +169,25 @@ class LocalModel:
             kwargs["tokenizer"] = self.tokenizer  # generate() needs it to match stop strings
         return kwargs
 
-    def stream(self, prompt: str, params: GenerationParams) -> Iterator[str]:
-        """Stream text pieces as tokens are decoded; closing the iterator stops the generation."""
+    def stream(self, prompt: str, params: GenerationParams) -> TokenStream:
+        """Text pieces as tokens are decoded; close() (from any thread) stops the generation."""
         from transformers import TextIteratorStreamer
 
         self._require_ready()
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         cancelled = threading.Event()
         job = self._worker.submit(self._stream_job, prompt, params, streamer, cancelled)
+        return TokenStream(filter_stream(streamer, params.stop), job, cancelled)
+
+    async def astream(self, prompt: str, params: GenerationParams) -> AsyncIterator[str]:
+        """Async stream; a cancelled consumer (a client that left) stops the generation."""
+        stream = self.stream(prompt, params)
+        loop = asyncio.get_running_loop()
         try:
-            yield from (text for text in filter_stream(streamer, params.stop) if text)
-            job.result()  # re-raise a generation error
+            while (text := await loop.run_in_executor(None, next, stream, None)) is not None:
+                yield text
         finally:
-            cancelled.set()
+            stream.close()
 
     def _stream_job(
         self, prompt: str, params: GenerationParams, streamer: Any, cancelled: threading.Event
@@ -206,6 +213,33 @@ class LocalModel:
                 )
         finally:
             streamer.text_queue.put(streamer.stop_signal)  # always end the consumer's loop
+
+
+class TokenStream:
+    """The text of one streamed generation; close() stops it at the next token."""
+
+    def __init__(self, texts: Iterator[str], job: Future, cancelled: threading.Event) -> None:
+        self._texts, self._job, self._cancelled = texts, job, cancelled
+
+    def __iter__(self) -> TokenStream:
+        return self
+
+    def __next__(self) -> str:
+        try:
+            while not (text := next(self._texts)):
+                pass
+            return text
+        except StopIteration:
+            self.close()  # ended by a stop sequence: no need to generate further
+            self._job.result()  # re-raise a generation error
+            raise
+
+    def close(self) -> None:
+        """Stop generating (thread-safe; a no-op once finished)."""
+        self._cancelled.set()
+
+    def __del__(self) -> None:
+        self.close()
 
 
 def _seed(seed: int | None) -> None:

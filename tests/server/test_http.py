@@ -1,6 +1,7 @@
 """A real hfchain server (uvicorn on 127.0.0.1, embedded model) driven by httpx and RemoteRunnable."""
 
 import json
+import time
 
 import httpx
 import pytest
@@ -118,3 +119,21 @@ def test_remote_runnable_invoke_batch_stream(server):
     assert len(chunks) >= 3 and "Paris" in "".join(c.content for c in chunks)
     generate = RemoteRunnable(f"{server.url}/generate/")
     assert "Paris" in generate.invoke({"prompt": "The capital of France is"}, config=GREEDY)
+
+
+def test_a_client_that_leaves_a_stream_frees_the_model(server):
+    body = {
+        "input": {"prompt": "Write a very long essay about the sea."},
+        "config": {"configurable": {"max_new_tokens": 2000}},
+    }
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        with client.stream("POST", "/generate/stream", json=body) as response:
+            data_events = 0
+            for line in response.iter_lines():
+                data_events += line.startswith("event: data")
+                if data_events == 3:
+                    break  # leave mid-stream: the connection closes with the block
+        started = time.monotonic()
+        quick = {"input": {"prompt": "Hi"}, "config": {"configurable": {"max_new_tokens": 2}}}
+        assert client.post("/generate/invoke", json=quick).status_code == 200
+    assert time.monotonic() - started < 30  # 2000 more tokens would hold the model for minutes
