@@ -25,17 +25,22 @@ from chains.messages import to_chat_dicts
 KNOB_FIELDS = {k: k for k in ("max_new_tokens", "temperature", "top_p", "stop", "seed")}
 
 
-class KnobFields(BaseModel):
-    """Generation knobs shared by the local LLM and chat model (exposed as configurables)."""
+class KnobDefaults(BaseModel):
+    """The generation knob fields (exposed as configurables), with their defaults."""
 
-    model_config = ConfigDict(arbitrary_types_allowed=True)
-
-    engine: LocalModel = Field(exclude=True)
     max_new_tokens: int = 256
     temperature: float = 0.0
     top_p: float = 1.0
     stop: list[str] | None = None
     seed: int | None = None
+
+
+class KnobFields(KnobDefaults):
+    """Knobs plus the engine, shared by the local LLM and chat model."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    engine: LocalModel = Field(exclude=True)
 
     def params(self, stop: list[str] | None = None) -> GenerationParams:
         """The knobs for one call; call-time stop sequences add to the configured ones."""

@@ -5,27 +5,15 @@ from __future__ import annotations
 from langchain_core.language_models import FakeListChatModel, FakeStreamingListLLM
 
 from chains.backends import Backend
-from chains.backends.local import KNOB_FIELDS
+from chains.backends.local import KNOB_FIELDS, KnobDefaults
 
 
-class KnobFakeLLM(FakeStreamingListLLM):
+class KnobFakeLLM(KnobDefaults, FakeStreamingListLLM):
     """FakeStreamingListLLM that also has the generation knob fields."""
 
-    max_new_tokens: int = 256
-    temperature: float = 0.0
-    top_p: float = 1.0
-    stop: list[str] | None = None
-    seed: int | None = None
 
-
-class KnobFakeChat(FakeListChatModel):
+class KnobFakeChat(KnobDefaults, FakeListChatModel):
     """FakeListChatModel that also has the generation knob fields."""
-
-    max_new_tokens: int = 256
-    temperature: float = 0.0
-    top_p: float = 1.0
-    stop: list[str] | None = None
-    seed: int | None = None
 
 
 def fake_backend(responses: list[str] | None = None, ready: bool = True) -> Backend:
