@@ -52,3 +52,10 @@ class UnknownBackend(HfchainError):
 
     status_code = 500
     error_type = "configuration_error"
+
+
+class InputTooLong(HfchainError):
+    """The prompt, as it would be sent, does not fit the model's context with room for the reply."""
+
+    status_code = 413
+    error_type = "input_too_long"

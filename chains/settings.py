@@ -56,6 +56,13 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("HFCHAIN_HF_TOKEN", "HF_TOKEN"),
         description="Token for Hugging Face endpoints (HF_TOKEN also works)",
     )
+    tokenizer: str | None = Field(
+        None, description="Endpoint backend: hub id or folder of the served model's tokenizer (exact counts)"
+    )
+    context_window: int | None = Field(
+        None, ge=64, description="Context size in tokens (default: the model's config; endpoint: 4096)"
+    )
+    budget_margin: int = Field(16, ge=0, description="Tokens kept free in every call's budget")
     endpoint_timeout: float = Field(120.0, gt=0, description="Seconds to wait for an endpoint reply")
     max_new_tokens: int = Field(256, ge=1, description="Default new tokens per reply")
     max_new_tokens_limit: int = Field(2048, ge=1, description="Largest max_new_tokens a request may ask for")

@@ -9,6 +9,7 @@ from pathlib import Path
 from langchain_core.language_models import BaseChatModel, BaseLLM
 from langchain_core.runnables import Runnable
 
+from chains.budget import Budget
 from chains.errors import UnknownBackend
 from chains.knobs import with_knobs
 from chains.settings import Settings
@@ -24,6 +25,7 @@ class Backend:
     chat_model: BaseChatModel
     llm_knobs: dict[str, str]
     chat_knobs: dict[str, str]
+    budget: Callable[[], Budget] = field(repr=False, default=None)  # type: ignore[assignment]
     start: Callable[[], object] = lambda: None
     is_ready: Callable[[], bool] = lambda: True
     engine: object | None = field(default=None, repr=False)
@@ -71,6 +73,7 @@ def build_local(settings: Settings) -> Backend:
         chat_model=LocalChatModel(**defaults),
         llm_knobs=KNOB_FIELDS,
         chat_knobs=KNOB_FIELDS,
+        budget=lambda: engine.budget,
         start=engine.load_in_background,
         is_ready=lambda: engine.ready,
         engine=engine,
@@ -79,12 +82,19 @@ def build_local(settings: Settings) -> Backend:
 
 def build_endpoint(settings: Settings) -> Backend:
     """Remote server: HuggingFaceEndpoint for text, ChatHuggingFace over it for chat."""
-    from chains.backends.endpoint import CHAT_KNOBS, LLM_KNOBS, build_endpoint_models
+    from chains.backends.endpoint import CHAT_KNOBS, LLM_KNOBS, EndpointBudget, build_endpoint_models
 
     llm, chat = build_endpoint_models(settings)
+    budget = EndpointBudget(settings)
     name = settings.endpoint_model or settings.repo_id or settings.endpoint_url or "endpoint"
     return Backend(
-        name="endpoint", model_name=name, llm=llm, chat_model=chat, llm_knobs=LLM_KNOBS, chat_knobs=CHAT_KNOBS
+        name="endpoint",
+        model_name=name,
+        llm=llm,
+        chat_model=chat,
+        llm_knobs=LLM_KNOBS,
+        chat_knobs=CHAT_KNOBS,
+        budget=budget.get,
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -9,8 +11,13 @@ from typing import Any
 from langchain_huggingface import ChatHuggingFace, HuggingFaceEndpoint
 from pydantic import model_validator
 
+from chains.budget import Budget
 from chains.errors import EndpointError, EndpointUnavailable
 from chains.stops import StopFilter
+from chains.tokens import EstimatedTokens, Tokens
+
+log = logging.getLogger(__name__)
+DEFAULT_CONTEXT = 4096  # when neither HFCHAIN_CONTEXT_WINDOW nor a tokenizer config says
 
 LLM_KNOBS = {
     "max_new_tokens": "max_new_tokens",
@@ -132,6 +139,35 @@ class EndpointChatModel(EndpointErrorsMixin, ChatHuggingFace):
         params = super()._default_params
         extra = {"top_p": self.top_p, "seed": self.seed}
         return {**{k: v for k, v in extra.items() if v is not None}, **params}
+
+
+class EndpointBudget:
+    """The endpoint's budget: exact with HFCHAIN_TOKENIZER (loaded on first use), else estimated."""
+
+    def __init__(self, settings: Any) -> None:
+        self.settings = settings
+        self._budget: Budget | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> Budget:
+        """The budget, loading the tokenizer the first time."""
+        with self._lock:
+            if self._budget is None:
+                self._budget = self._load()
+            return self._budget
+
+    def _load(self) -> Budget:
+        source, context = self.settings.tokenizer, self.settings.context_window
+        if not source:
+            log.warning("no HFCHAIN_TOKENIZER: token counts for the endpoint are estimates")
+            return Budget(EstimatedTokens(), context or DEFAULT_CONTEXT, self.settings.budget_margin)
+        from transformers import AutoConfig, AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        if context is None:
+            config = AutoConfig.from_pretrained(source)
+            context = getattr(config, "max_position_embeddings", None) or DEFAULT_CONTEXT
+        return Budget(Tokens(tokenizer), context, self.settings.budget_margin)
 
 
 def build_endpoint_models(settings: Any) -> tuple[EndpointLLM, EndpointChatModel]:

@@ -47,6 +47,11 @@ class KnobFields(KnobDefaults):
         stops = tuple(dict.fromkeys([*(self.stop or []), *(stop or [])]))
         return GenerationParams(self.max_new_tokens, self.temperature, self.top_p, stops, self.seed)
 
+    def checked(self, ids: list[int]) -> list[int]:
+        """The prompt ids, once checked to fit the context with room for the reply (else 413)."""
+        self.engine.budget.check(len(ids), self.max_new_tokens)
+        return ids
+
 
 class LocalLLM(KnobFields, HuggingFacePipeline):
     """HuggingFacePipeline whose generation goes through the shared LocalModel (only new text back)."""
@@ -65,8 +70,12 @@ class LocalLLM(KnobFields, HuggingFacePipeline):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> LLMResult:
-        texts = self.engine.generate(prompts, self.params(stop))
-        return LLMResult(generations=[[Generation(text=text)] for text in texts])
+        ids = [self.checked(self.engine.tokens.prompt_ids(prompt)) for prompt in prompts]
+        completions = self.engine.generate(ids, self.params(stop))
+        generations = [
+            [Generation(text=c.text, generation_info={"finish_reason": c.finish_reason})] for c in completions
+        ]
+        return LLMResult(generations=generations)
 
     def _stream(
         self,
@@ -75,7 +84,8 @@ class LocalLLM(KnobFields, HuggingFacePipeline):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[GenerationChunk]:
-        for text in self.engine.stream(prompt, self.params(stop)):
+        ids = self.checked(self.engine.tokens.prompt_ids(prompt))
+        for text in self.engine.stream(ids, self.params(stop)):
             chunk = GenerationChunk(text=text)
             if run_manager:
                 run_manager.on_llm_new_token(text, chunk=chunk)
@@ -88,7 +98,8 @@ class LocalLLM(KnobFields, HuggingFacePipeline):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[GenerationChunk]:
-        async for text in self.engine.astream(prompt, self.params(stop)):
+        ids = self.checked(self.engine.tokens.prompt_ids(prompt))
+        async for text in self.engine.astream(ids, self.params(stop)):
             chunk = GenerationChunk(text=text)
             if run_manager:
                 await run_manager.on_llm_new_token(text, chunk=chunk)
@@ -106,8 +117,8 @@ class LocalChatModel(KnobFields, BaseChatModel):
     def _llm_type(self) -> str:
         return "hfchain_local_chat"
 
-    def _prompt(self, messages: list[BaseMessage]) -> str:
-        return self.engine.render_chat(to_chat_dicts(messages))
+    def _prompt(self, messages: list[BaseMessage]) -> list[int]:
+        return self.checked(self.engine.tokens.chat_ids(to_chat_dicts(messages)))
 
     def _generate(
         self,
@@ -116,14 +127,14 @@ class LocalChatModel(KnobFields, BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        prompt = self._prompt(messages)
-        params = self.params(stop)
-        text = self.engine.generate([prompt], params)[0]
-        message = AIMessage(
-            content=text,
-            usage_metadata=self._usage(prompt, text),
-            response_metadata={"model_name": self.engine.name},
-        )
+        reply = self.engine.generate([self._prompt(messages)], self.params(stop))[0]
+        usage = {
+            "input_tokens": reply.prompt_tokens,
+            "output_tokens": reply.completion_tokens,
+            "total_tokens": reply.prompt_tokens + reply.completion_tokens,
+        }
+        metadata = {"model_name": self.engine.name, "finish_reason": reply.finish_reason}
+        message = AIMessage(content=reply.text, usage_metadata=usage, response_metadata=metadata)
         return ChatResult(generations=[ChatGeneration(message=message)])
 
     def _stream(
@@ -153,12 +164,3 @@ class LocalChatModel(KnobFields, BaseChatModel):
             if run_manager:
                 await run_manager.on_llm_new_token(text, chunk=chunk)
             yield chunk
-
-    def _usage(self, prompt: str, text: str) -> dict[str, int]:
-        prompt_tokens = self.engine.count_tokens(prompt)
-        output_tokens = self.engine.count_tokens(text)
-        return {
-            "input_tokens": prompt_tokens,
-            "output_tokens": output_tokens,
-            "total_tokens": prompt_tokens + output_tokens,
-        }

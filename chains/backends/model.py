@@ -12,10 +12,22 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from chains.budget import Budget
 from chains.errors import ModelNotReady
 from chains.stops import filter_stream, truncate_at_stop
+from chains.tokens import Tokens
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One generated reply with its token counts."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str  # "stop" (EOS or a stop sequence) or "length" (max_new_tokens reached)
 
 
 @dataclass(frozen=True)
@@ -51,11 +63,15 @@ class LocalModel:
         device: str = "cpu",
         dtype: str = "float32",
         threads: int | None = None,
+        context_window: int | None = None,
+        margin: int = 16,
     ) -> None:
         self.source, self.name, self.device, self.dtype, self.threads = source, name, device, dtype, threads
         self.tokenizer: Any = None
+        self._tokens: Tokens | None = None
         self.model: Any = None
-        self.context_window: int | None = None
+        self.context_window = context_window  # None: read from the model's config when it loads
+        self.margin = margin
         self.load_error: BaseException | None = None
         self._loaded = threading.Event()
         self._start_lock = threading.Lock()
@@ -112,8 +128,8 @@ class LocalModel:
         device_map = None if self.device == "cpu" else self.device
         model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, device_map=device_map)
         model.eval()
-        self.context_window = _context_window(model.config, tokenizer)
-        self.model, self.tokenizer = model, tokenizer
+        self.context_window = self.context_window or _context_window(model.config, tokenizer) or 2048
+        self.model, self.tokenizer, self._tokens = model, tokenizer, Tokens(tokenizer)
         log.info(
             "model %s ready in %.1f s, imports included (context %s tokens)",
             self.name,
@@ -126,42 +142,45 @@ class LocalModel:
             reason = f"failed to load: {self.load_error}" if self.load_error else "still loading"
             raise ModelNotReady(f"model {self.name} is {reason}; retry shortly", retry_after=2)
 
-    def render_chat(self, messages: list[dict[str, str]]) -> str:
-        """The prompt text the model sees for a conversation, per its chat template."""
+    @property
+    def tokens(self) -> Tokens:
+        """Prompt encoding with this model's tokenizer (the same ids that are generated from)."""
         self._require_ready()
-        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return self._tokens
 
-    def count_tokens(self, text: str) -> int:
-        """Tokens in `text` by the model's own tokenizer, as generation encodes it."""
+    @property
+    def budget(self) -> Budget:
+        """The context budget, counted with this model's tokenizer."""
         self._require_ready()
-        return len(self.tokenizer(text, add_special_tokens=self._adds_bos(text))["input_ids"])
+        return Budget(self._tokens, self.context_window, self.margin)
 
-    def _adds_bos(self, text: str) -> bool:
-        """Whether to let the tokenizer add its special tokens: not when a chat template already did."""
-        bos = self.tokenizer.bos_token
-        return not (bos and text.startswith(bos))
-
-    def _encode(self, prompts: list[str]) -> Any:
-        encoded = self.tokenizer(
-            prompts, return_tensors="pt", padding=True, add_special_tokens=self._adds_bos(prompts[0])
-        )
-        return encoded.to(self.model.device)
-
-    def generate(self, prompts: list[str], params: GenerationParams) -> list[str]:
-        """Completions for `prompts` (one padded batch), each cut at its first stop sequence."""
+    def generate(self, prompts: list[list[int]], params: GenerationParams) -> list[Completion]:
+        """Completions for prompts given as token ids (one padded batch), cut at their stop sequences."""
         self._require_ready()
         return self._worker.submit(self._generate, prompts, params).result()
 
-    def _generate(self, prompts: list[str], params: GenerationParams) -> list[str]:
+    def _generate(self, prompts: list[list[int]], params: GenerationParams) -> list[Completion]:
         import torch
 
         _seed(params.seed)
-        encoded = self._encode(prompts)
+        encoded = self._batch(prompts)
         with torch.inference_mode():
             output = self.model.generate(**encoded, **self._kwargs(params))
-        new_tokens = output[:, encoded["input_ids"].shape[1] :]
-        texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
-        return [truncate_at_stop(text, params.stop)[0] for text in texts]
+        new_tokens = output[:, encoded["input_ids"].shape[1] :].tolist()
+        return [
+            self._completion(ids, len(prompt), params)
+            for ids, prompt in zip(new_tokens, prompts, strict=True)
+        ]
+
+    def _completion(self, ids: list[int], prompt_tokens: int, params: GenerationParams) -> Completion:
+        ids = [i for i in ids if i != self.tokenizer.pad_token_id]
+        text, stopped = truncate_at_stop(self.tokenizer.decode(ids, skip_special_tokens=True), params.stop)
+        ended = stopped or len(ids) < params.max_new_tokens
+        return Completion(text, prompt_tokens, len(ids), "stop" if ended else "length")
+
+    def _batch(self, prompts: list[list[int]]) -> Any:
+        padded = self.tokenizer.pad({"input_ids": prompts}, padding=True, return_tensors="pt")
+        return padded.to(self.model.device)
 
     def _kwargs(self, params: GenerationParams) -> dict[str, Any]:
         kwargs = {**params.generate_kwargs(), "pad_token_id": self.tokenizer.pad_token_id}
@@ -169,7 +188,7 @@ class LocalModel:
             kwargs["tokenizer"] = self.tokenizer  # generate() needs it to match stop strings
         return kwargs
 
-    def stream(self, prompt: str, params: GenerationParams) -> TokenStream:
+    def stream(self, prompt: list[int], params: GenerationParams) -> TokenStream:
         """Text pieces as tokens are decoded; close() (from any thread) stops the generation."""
         from transformers import TextIteratorStreamer
 
@@ -179,7 +198,7 @@ class LocalModel:
         job = self._worker.submit(self._stream_job, prompt, params, streamer, cancelled)
         return TokenStream(filter_stream(streamer, params.stop), job, cancelled)
 
-    async def astream(self, prompt: str, params: GenerationParams) -> AsyncIterator[str]:
+    async def astream(self, prompt: list[int], params: GenerationParams) -> AsyncIterator[str]:
         """Async stream; a cancelled consumer (a client that left) stops the generation."""
         stream = self.stream(prompt, params)
         loop = asyncio.get_running_loop()
@@ -190,7 +209,7 @@ class LocalModel:
             stream.close()
 
     def _stream_job(
-        self, prompt: str, params: GenerationParams, streamer: Any, cancelled: threading.Event
+        self, prompt: list[int], params: GenerationParams, streamer: Any, cancelled: threading.Event
     ) -> None:
         from transformers import StoppingCriteria, StoppingCriteriaList
 
@@ -206,7 +225,7 @@ class LocalModel:
             _seed(params.seed)
             with torch.inference_mode():
                 self.model.generate(
-                    **self._encode([prompt]),
+                    **self._batch([prompt]),
                     streamer=streamer,
                     stopping_criteria=StoppingCriteriaList([Cancelled()]),
                     **self._kwargs(params),

@@ -73,11 +73,12 @@ def test_seed_makes_sampling_reproducible(embedded_backend):
 
 def test_closing_a_stream_frees_the_model(embedded_backend):
     engine = embedded_backend.engine
-    stream = engine.stream("Write a very long essay about the sea.", GenerationParams(max_new_tokens=2000))
+    prompt = engine.tokens.prompt_ids("Write a very long essay about the sea.")
+    stream = engine.stream(prompt, GenerationParams(max_new_tokens=2000))
     assert next(stream)
     stream.close()  # what a client disconnect does
     started = time.perf_counter()
-    engine.generate(["Hi"], GenerationParams(max_new_tokens=1))  # queued behind the cancelled job
+    engine.generate([prompt], GenerationParams(max_new_tokens=1))  # queued behind the cancelled job
     assert time.perf_counter() - started < 30  # 2000 tokens would take minutes
 
 
