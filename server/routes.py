@@ -2,41 +2,65 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from fastapi import FastAPI, Request
 from langserve import add_routes
 
 from chains import build_chat_chain, build_generate_chain
+from chains import chat as chat_chain
+from chains import generate as generate_chain
 from chains.backends import Backend
 from chains.errors import InvalidInput, ModelNotReady
 from chains.knobs import validate_knobs
 from chains.settings import Settings
 
+Preflight = Callable[[Backend, object, dict], None]
 
-def knob_checker(backend: Backend, settings: Settings) -> Any:
-    """A per-request config hook: refuse bad knobs (422) and requests before the model is ready (503)."""
 
-    def check(config: dict, request: Request) -> dict:
+def request_checker(backend: Backend, settings: Settings, preflight: Preflight) -> Any:
+    """A per-request hook run before any output is sent (so streams get real status codes too):
+    bad knobs -> 422, model still loading -> 503, input over the token budget -> 413."""
+
+    async def check(config: dict, request: Request) -> dict:
         configurable = config.get("configurable") or {}
         if not isinstance(configurable, dict):
             raise InvalidInput("config.configurable must be an object of knob values")
         knobs = validate_knobs(configurable, settings.max_new_tokens_limit)
         if not backend.is_ready():
             raise ModelNotReady(f"model {backend.model_name} is still loading; retry shortly", retry_after=2)
-        return {**config, "configurable": knobs.model_dump(exclude_none=True)}
+        checked = {**config, "configurable": knobs.model_dump(exclude_none=True)}
+        for item in _inputs(await request.json()):
+            preflight(backend, item, checked)
+        return checked
 
     return check
 
 
+def _inputs(body: object) -> list:
+    """The inputs of an invoke/stream body ("input") or a batch body ("inputs")."""
+    if not isinstance(body, dict):
+        return []
+    if "inputs" in body:
+        return body["inputs"] if isinstance(body["inputs"], list) else []
+    return [body["input"]] if "input" in body else []
+
+
 def mount_chains(app: FastAPI, backend: Backend, settings: Settings) -> None:
     """/generate and /chat, each with invoke, batch, stream, stream_events, schemas and playground."""
-    checker = knob_checker(backend, settings)
-    add_routes(app, build_generate_chain(backend), path="/generate", per_req_config_modifier=checker)
+    system = chat_chain.system_prompt_or_default(settings.system_prompt)
     add_routes(
         app,
-        build_chat_chain(backend, settings.system_prompt),
+        build_generate_chain(backend),
+        path="/generate",
+        per_req_config_modifier=request_checker(backend, settings, generate_chain.preflight),
+    )
+    add_routes(
+        app,
+        build_chat_chain(backend, system),
         path="/chat",
-        per_req_config_modifier=checker,
+        per_req_config_modifier=request_checker(backend, settings, partial(chat_chain.preflight, system=system)),
         playground_type="chat",
     )

@@ -25,10 +25,16 @@ class Backend:
     chat_model: BaseChatModel
     llm_knobs: dict[str, str]
     chat_knobs: dict[str, str]
+    max_new_tokens: int = 256  # the default when a request does not set the knob
     budget: Callable[[], Budget] = field(repr=False, default=None)  # type: ignore[assignment]
     start: Callable[[], object] = lambda: None
     is_ready: Callable[[], bool] = lambda: True
     engine: object | None = field(default=None, repr=False)
+
+    def max_new_tokens_of(self, config: dict | None) -> int:
+        """The max_new_tokens a call with this config will use."""
+        configurable = (config or {}).get("configurable") or {}
+        return configurable.get("max_new_tokens") or self.max_new_tokens
 
     def configurable_llm(self) -> Runnable:
         """The text LLM with its knobs exposed in config.configurable."""
@@ -74,6 +80,7 @@ def build_local(settings: Settings) -> Backend:
         llm_knobs=KNOB_FIELDS,
         chat_knobs=KNOB_FIELDS,
         budget=lambda: engine.budget,
+        max_new_tokens=settings.max_new_tokens,
         start=engine.load_in_background,
         is_ready=lambda: engine.ready,
         engine=engine,
@@ -95,6 +102,7 @@ def build_endpoint(settings: Settings) -> Backend:
         llm_knobs=LLM_KNOBS,
         chat_knobs=CHAT_KNOBS,
         budget=budget.get,
+        max_new_tokens=settings.max_new_tokens,
     )
 
 

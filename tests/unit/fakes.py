@@ -5,6 +5,8 @@ from __future__ import annotations
 from langchain_core.language_models import FakeListChatModel, FakeStreamingListLLM
 
 from chains.backends import Backend
+from chains.budget import Budget
+from chains.tokens import EstimatedTokens
 from chains.backends.local import KNOB_FIELDS, KnobDefaults
 
 
@@ -16,9 +18,10 @@ class KnobFakeChat(KnobDefaults, FakeListChatModel):
     """FakeListChatModel that also has the generation knob fields."""
 
 
-def fake_backend(responses: list[str] | None = None, ready: bool = True) -> Backend:
-    """A Backend over fake models that answer from `responses` in turn."""
+def fake_backend(responses: list[str] | None = None, ready: bool = True, context_window: int = 4096) -> Backend:
+    """A Backend over fake models that answer from `responses` in turn (estimated token counts)."""
     responses = responses or ["fake reply"]
+    budget = Budget(EstimatedTokens(), context_window)
     return Backend(
         name="fake",
         model_name="fake-model",
@@ -27,4 +30,5 @@ def fake_backend(responses: list[str] | None = None, ready: bool = True) -> Back
         llm_knobs=KNOB_FIELDS,
         chat_knobs=KNOB_FIELDS,
         is_ready=lambda: ready,
+        budget=lambda: budget,
     )

@@ -97,3 +97,43 @@ def test_not_ready_gives_503_with_retry_after():
         response = client.post("/generate/invoke", json={"input": {"prompt": "x"}})
         assert response.status_code == 503 and response.headers["retry-after"] == "2"
         assert "loading" in response.json()["detail"]
+
+
+@pytest.fixture
+def small_client():
+    app = create_app(load_settings(), fake_backend(["ok"], context_window=256))
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+LONG = "word " * 2000
+
+
+@pytest.mark.parametrize("path", ["/generate/invoke", "/generate/stream", "/generate/batch"])
+def test_over_budget_prompt_gets_413_with_the_numbers(small_client, path):
+    body = {"inputs": [{"prompt": LONG}]} if path.endswith("batch") else {"input": {"prompt": LONG}}
+    body["config"] = {"configurable": {"max_new_tokens": 64}}
+    response = small_client.post(path, json=body)
+    assert response.status_code == 413, response.text
+    detail = response.json()
+    assert detail["context_window"] == 256 and detail["max_new_tokens"] == 64
+    assert detail["budget"] == 256 - 64 - 16 and detail["prompt_tokens"] > detail["budget"]
+    assert detail["counting"] == "estimate" and "/summarize" in detail["detail"]
+
+
+@pytest.mark.parametrize("path", ["/chat/invoke", "/chat/stream"])
+def test_over_budget_chat_message_gets_413(small_client, path):
+    body = {"input": {"messages": [{"role": "user", "content": LONG}]}}
+    response = small_client.post(path, json=body)
+    assert response.status_code == 413 and response.json()["prompt_tokens"] > response.json()["budget"]
+
+
+def test_long_history_is_trimmed_not_refused(small_client):
+    history = [{"role": "user" if i % 2 == 0 else "assistant", "content": f"turn {i} " + "x " * 40}
+               for i in range(20)]
+    history.append({"role": "user", "content": "last question"})
+    body = {"input": {"messages": history}, "config": {"configurable": {"max_new_tokens": 32}}}
+    response = small_client.post("/chat/invoke", json=body)
+    assert response.status_code == 200, response.text
+    metadata = response.json()["output"]["response_metadata"]
+    assert metadata["dropped_messages"] > 0 and metadata["token_counting"] == "estimate"
