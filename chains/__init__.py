@@ -4,15 +4,18 @@ from chains.backends import Backend, build_backend
 from chains.chat import ChatInput, build_chat_chain
 from chains.generate import GenerateInput, build_generate_chain
 from chains.settings import Settings, get_settings, load_settings
+from chains.summarize import SummarizeInput, build_summarize_chain
 
 __all__ = [
     "Backend",
     "ChatInput",
     "GenerateInput",
     "Settings",
+    "SummarizeInput",
     "build_backend",
     "build_chat_chain",
     "build_generate_chain",
+    "build_summarize_chain",
     "get_settings",
     "load_settings",
 ]

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
 
 from chains.settings import ENV_PREFIX, Settings, SettingsError, load_settings
 
@@ -117,6 +119,40 @@ def chat(
             typer.echo(chunk.content, nl=False)
         typer.echo()
         history.append(AIMessage(content=reply))
+
+
+@app.command()
+def summarize(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="UTF-8 text file")],
+    max_new_tokens: Annotated[int | None, typer.Option(help="Most tokens per summary call")] = None,
+    overlap_tokens: Annotated[int, typer.Option(help="Tokens repeated between chunks")] = 0,
+) -> None:
+    """Summarize FILE of any length (map-reduce within the token budget), with a progress bar."""
+    from rich.progress import Progress
+
+    from chains import build_summarize_chain
+
+    settings = _settings()
+    _logging("warning")
+    chain = build_summarize_chain(_ready_backend(settings))
+    value = {"text": file.read_text(encoding="utf-8"), "overlap_tokens": overlap_tokens}
+    stats: dict = {}
+    with Progress(transient=True, console=Console(stderr=True)) as progress:
+        task = progress.add_task("splitting", total=None)
+        for event in chain.stream(value, config=_knobs(max_new_tokens, None)):
+            if "progress" in event:
+                step = event["progress"][0]
+                progress.update(task, description=step["stage"], completed=step["done"], total=step["total"])
+            elif "summary" in event:
+                typer.echo(event["summary"], nl=False)
+            else:
+                stats = dict(event)
+    typer.echo()
+    typer.echo(
+        f"[{stats.get('chunks')} chunks, {stats.get('model_calls')} model calls, "
+        f"{stats.get('tokens_in')} tokens in, {stats.get('tokens_out')} out]",
+        err=True,
+    )
 
 
 def _read_line() -> str | None:

@@ -12,6 +12,7 @@ from langserve import add_routes
 from chains import build_chat_chain, build_generate_chain
 from chains import chat as chat_chain
 from chains import generate as generate_chain
+from chains import summarize as summarize_chain
 from chains.backends import Backend
 from chains.errors import InvalidInput, ModelNotReady
 from chains.knobs import validate_knobs
@@ -49,7 +50,7 @@ def _inputs(body: object) -> list:
 
 
 def mount_chains(app: FastAPI, backend: Backend, settings: Settings) -> None:
-    """/generate and /chat, each with invoke, batch, stream, stream_events, schemas and playground."""
+    """/generate, /chat, /summarize: each with invoke, batch, stream, stream_events, schemas, playground."""
     system = chat_chain.system_prompt_or_default(settings.system_prompt)
     add_routes(
         app,
@@ -61,6 +62,14 @@ def mount_chains(app: FastAPI, backend: Backend, settings: Settings) -> None:
         app,
         build_chat_chain(backend, system),
         path="/chat",
-        per_req_config_modifier=request_checker(backend, settings, partial(chat_chain.preflight, system=system)),
+        per_req_config_modifier=request_checker(
+            backend, settings, partial(chat_chain.preflight, system=system)
+        ),
         playground_type="chat",
+    )
+    add_routes(
+        app,
+        summarize_chain.build_summarize_chain(backend),
+        path="/summarize",
+        per_req_config_modifier=request_checker(backend, settings, summarize_chain.preflight),
     )

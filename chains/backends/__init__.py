@@ -64,7 +64,13 @@ def build_local(settings: Settings) -> Backend:
 
     source, name = model_source(settings)
     engine = LocalModel(
-        source, name=name, device=settings.device, dtype=settings.dtype, threads=settings.threads
+        source,
+        name=name,
+        device=settings.device,
+        dtype=settings.dtype,
+        threads=settings.threads,
+        context_window=settings.context_window,
+        margin=settings.budget_margin,
     )
     defaults = {
         "engine": engine,

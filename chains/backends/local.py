@@ -16,10 +16,11 @@ from langchain_core.outputs import (
     GenerationChunk,
     LLMResult,
 )
+from langchain_core.runnables import RunnableConfig
 from langchain_huggingface import HuggingFacePipeline
 from pydantic import BaseModel, ConfigDict, Field
 
-from chains.backends.model import GenerationParams, LocalModel
+from chains.backends.model import Completion, GenerationParams, LocalModel
 from chains.messages import to_chat_dicts
 
 KNOB_FIELDS = {k: k for k in ("max_new_tokens", "temperature", "top_p", "stop", "seed")}
@@ -128,14 +129,33 @@ class LocalChatModel(KnobFields, BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         reply = self.engine.generate([self._prompt(messages)], self.params(stop))[0]
+        return ChatResult(generations=[ChatGeneration(message=self._message(reply))])
+
+    def batch(
+        self,
+        inputs: list[Any],
+        config: RunnableConfig | list[RunnableConfig] | None = None,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[AIMessage]:
+        """All conversations in one padded generate() (the default would queue them one by one).
+
+        Callbacks see no per-conversation runs on this path.
+        """
+        if len(inputs) < 2 or return_exceptions or kwargs:
+            return super().batch(inputs, config, return_exceptions=return_exceptions, **kwargs)
+        prompts = [self._prompt(self._convert_input(value).to_messages()) for value in inputs]
+        return [self._message(reply) for reply in self.engine.generate(prompts, self.params())]
+
+    def _message(self, reply: Completion) -> AIMessage:
         usage = {
             "input_tokens": reply.prompt_tokens,
             "output_tokens": reply.completion_tokens,
             "total_tokens": reply.prompt_tokens + reply.completion_tokens,
         }
         metadata = {"model_name": self.engine.name, "finish_reason": reply.finish_reason}
-        message = AIMessage(content=reply.text, usage_metadata=usage, response_metadata=metadata)
-        return ChatResult(generations=[ChatGeneration(message=message)])
+        return AIMessage(content=reply.text, usage_metadata=usage, response_metadata=metadata)
 
     def _stream(
         self,

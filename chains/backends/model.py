@@ -117,7 +117,9 @@ class LocalModel:
         started = time.perf_counter()
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
 
+        hf_logging.disable_progress_bar()  # a tqdm bar per load is noise in server logs
         source = self.source() if callable(self.source) else self.source
         log.info("loading model %s (device=%s, dtype=%s)", source, self.device, self.dtype)
         tokenizer = AutoTokenizer.from_pretrained(source)

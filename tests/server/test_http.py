@@ -137,3 +137,31 @@ def test_a_client_that_leaves_a_stream_frees_the_model(server):
         quick = {"input": {"prompt": "Hi"}, "config": {"configurable": {"max_new_tokens": 2}}}
         assert client.post("/generate/invoke", json=quick).status_code == 200
     assert time.monotonic() - started < 30  # 2000 more tokens would hold the model for minutes
+
+
+def test_over_long_generate_gets_413_with_the_token_numbers(http):
+    body = {"input": {"prompt": "word " * 9000}, "config": {"configurable": {"max_new_tokens": 64}}}
+    for route in ("/generate/invoke", "/generate/stream"):
+        response = http.post(route, json=body)
+        assert response.status_code == 413, response.text
+        detail = response.json()
+        assert detail["context_window"] == 8192 and detail["budget"] == 8192 - 64 - 16
+        assert detail["prompt_tokens"] > detail["budget"] and detail["counting"] == "tokenizer"
+
+
+def test_over_long_chat_message_gets_413(http):
+    body = {"input": {"messages": [{"role": "user", "content": "word " * 9000}]}}
+    response = http.post("/chat/stream", json=body)
+    assert response.status_code == 413 and "/summarize" in response.json()["detail"]
+
+
+def test_summarize_over_http_reports_chunks_and_budget(http):
+    text = "The harbour was quiet that night. The boats rocked at their moorings. " * 20
+    body = {"input": {"text": text}, "config": {"configurable": {"max_new_tokens": 32}}}
+    output = http.post("/summarize/invoke", json=body).json()["output"]
+    assert output["summary"].strip() and output["chunks"] == 1 and output["model_calls"] == 1
+    assert output["budget"] == 8192 - 32 - 16 and output["token_counting"] == "tokenizer"
+    assert output["tokens_in"] == output["chunk_tokens"][0] and output["tokens_out"] > 0
+    events = sse_events(http.post("/summarize/stream", json=body))
+    data = [json.loads(d) for name, d in events if name == "data"]
+    assert "progress" in data[0] and sum("summary" in d for d in data) > 1 and "chunks" in data[-1]

@@ -5,9 +5,9 @@ from __future__ import annotations
 from langchain_core.language_models import FakeListChatModel, FakeStreamingListLLM
 
 from chains.backends import Backend
+from chains.backends.local import KNOB_FIELDS, KnobDefaults
 from chains.budget import Budget
 from chains.tokens import EstimatedTokens
-from chains.backends.local import KNOB_FIELDS, KnobDefaults
 
 
 class KnobFakeLLM(KnobDefaults, FakeStreamingListLLM):
@@ -18,7 +18,9 @@ class KnobFakeChat(KnobDefaults, FakeListChatModel):
     """FakeListChatModel that also has the generation knob fields."""
 
 
-def fake_backend(responses: list[str] | None = None, ready: bool = True, context_window: int = 4096) -> Backend:
+def fake_backend(
+    responses: list[str] | None = None, ready: bool = True, context_window: int = 4096
+) -> Backend:
     """A Backend over fake models that answer from `responses` in turn (estimated token counts)."""
     responses = responses or ["fake reply"]
     budget = Budget(EstimatedTokens(), context_window)

@@ -129,8 +129,10 @@ def test_over_budget_chat_message_gets_413(small_client, path):
 
 
 def test_long_history_is_trimmed_not_refused(small_client):
-    history = [{"role": "user" if i % 2 == 0 else "assistant", "content": f"turn {i} " + "x " * 40}
-               for i in range(20)]
+    history = [
+        {"role": "user" if i % 2 == 0 else "assistant", "content": f"turn {i} " + "x " * 40}
+        for i in range(20)
+    ]
     history.append({"role": "user", "content": "last question"})
     body = {"input": {"messages": history}, "config": {"configurable": {"max_new_tokens": 32}}}
     response = small_client.post("/chat/invoke", json=body)
