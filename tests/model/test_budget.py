@@ -1,5 +1,7 @@
 """Budgets and splitting with the embedded model's real tokenizer (property-based where it counts)."""
 
+import itertools
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -40,7 +42,7 @@ def test_every_chunk_fits_its_rendered_prompt_and_the_text_is_covered(tokens, te
         assert chunks == []
         return
     assert chunks[0].start == 0 and chunks[-1].end == len(text)
-    for before, after in zip(chunks, chunks[1:], strict=False):
+    for before, after in itertools.pairwise(chunks):
         assert before.start < after.start <= before.end  # in order, nothing dropped
         if overlap == 0:
             assert after.start == before.end

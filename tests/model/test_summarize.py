@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 from langchain_core.messages import BaseMessage
+from pydantic import Field
 
 from chains import build_backend, build_summarize_chain, load_settings
 from chains.backends import Backend
@@ -28,7 +29,7 @@ def long_text(min_tokens: int, tokens) -> str:
 class RecordingChat(KnobFakeChat):
     """A fake chat model that records the token count of every prompt it is sent."""
 
-    sizes: list[int] = []
+    sizes: list[int] = Field(default_factory=list)
     tokens: object = None
 
     def _call(self, messages: list[BaseMessage], *args, **kwargs) -> str:
