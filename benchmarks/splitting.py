@@ -66,7 +66,8 @@ def main() -> None:
     count_s = median_seconds(lambda: tokens.count_text(text))
     ours_s = median_seconds(lambda: split_text(text, tokens, limit, measure=measure))
     print(
-        f"text: hamlet.txt, {len(text):,} characters, {n_tokens:,} tokens; max_new_tokens {args.max_new_tokens}"
+        f"text: hamlet.txt, {len(text):,} characters, {n_tokens:,} tokens; "
+        f"max_new_tokens {args.max_new_tokens}"
     )
     print(
         f"counting: {count_s:.3f} s ({n_tokens / count_s:,.0f} tokens/s); hfchain splitting at context "
@@ -118,7 +119,7 @@ def compare(document: str, budget: Budget, text: str, max_new_tokens: int, overl
         over_text = sum(tokens.count_text(c) > room for c in chunks)
         over_prompt = sum(measure(c) > limit for c in chunks)
         print(
-            f"| {budget.context_window} | {overlap} | {name} | {len(chunks)} | {over_text} | {over_prompt} "
+            f"| {document} | {budget.context_window} | {overlap} | {name} | {len(chunks)} | {over_text} | {over_prompt} "
             f"| {seconds:.3f} |"
         )
 
@@ -131,7 +132,8 @@ def summarize(backend, text: str, max_new_tokens: int, split_seconds: float) -> 
     )
     total = time.perf_counter() - started
     print(
-        f"\nfull summarization: {total:.1f} s, {result['chunks']} chunks, {result['model_calls']} model calls, "
+        f"\nfull summarization: {total:.1f} s, {result['chunks']} chunks, "
+        f"{result['model_calls']} model calls, "
         f"{result['tokens_in']:,} tokens in, {result['tokens_out']:,} out, "
         f"{result['collapse_levels']} collapse levels"
     )
