@@ -119,8 +119,8 @@ def compare(document: str, budget: Budget, text: str, max_new_tokens: int, overl
         over_text = sum(tokens.count_text(c) > room for c in chunks)
         over_prompt = sum(measure(c) > limit for c in chunks)
         print(
-            f"| {document} | {budget.context_window} | {overlap} | {name} | {len(chunks)} | {over_text} | {over_prompt} "
-            f"| {seconds:.3f} |"
+            f"| {document} | {budget.context_window} | {overlap} | {name} | {len(chunks)} | {over_text} "
+            f"| {over_prompt} | {seconds:.3f} |"
         )
 
 
