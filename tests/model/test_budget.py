@@ -90,3 +90,17 @@ def test_a_single_message_too_long_for_any_history_is_refused(tokens):
     budget = Budget(tokens, context_window=256)
     with pytest.raises(InputTooLong):
         budget.fit_history([HumanMessage("word " * 400)], 64)
+
+
+def test_endpoint_budget_is_exact_with_a_tokenizer_and_estimated_without(model_folder):
+    from chains import build_backend, load_settings
+
+    exact = build_backend(
+        load_settings(backend="endpoint", endpoint_url="http://127.0.0.1:9", tokenizer=model_folder)
+    ).budget()
+    assert exact.counting == "tokenizer" and exact.context_window == 8192
+    assert exact.tokens.count_text("<|im_end|>") > 1
+    estimate = build_backend(load_settings(backend="endpoint", endpoint_url="http://127.0.0.1:9")).budget()
+    assert estimate.counting == "estimate" and estimate.context_window == 4096
+    english = "The quick brown fox jumps over the lazy dog. " * 50
+    assert estimate.tokens.count_text(english) >= exact.tokens.count_text(english)  # conservative
