@@ -25,5 +25,7 @@ def weighted_mean(distributions: Sequence[dict[str, float]], weights: Sequence[i
     """Combine per-chunk distributions, each weighted by its tokens."""
     total = sum(weights) or 1
     labels = distributions[0].keys()
-    return {label: sum(d[label] * w for d, w in zip(distributions, weights, strict=True)) / total
-            for label in labels}
+    return {
+        label: sum(d[label] * w for d, w in zip(distributions, weights, strict=True)) / total
+        for label in labels
+    }

@@ -71,6 +71,12 @@ class Settings(BaseSettings):
     system_prompt: str | None = Field(
         None, description="Chat system prompt when the client sends none (default: prompts/ file)"
     )
+    classifier: str | None = Field(
+        None, description="Classifier checkpoints for /classify: 'name=hub-id-or-folder,...'"
+    )
+    classify_method: Literal["embedding", "llm", "checkpoint"] = Field(
+        "embedding", description="Default /classify method"
+    )
     host: str = Field("127.0.0.1", description="Address the server binds to")
     port: int = Field(8000, ge=1, le=65535, description="Port the server binds to")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level")

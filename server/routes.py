@@ -11,6 +11,7 @@ from langserve import add_routes
 
 from chains import build_chat_chain, build_generate_chain
 from chains import chat as chat_chain
+from chains import classify as classify_chain
 from chains import generate as generate_chain
 from chains import summarize as summarize_chain
 from chains.backends import Backend
@@ -50,7 +51,7 @@ def _inputs(body: object) -> list:
 
 
 def mount_chains(app: FastAPI, backend: Backend, settings: Settings) -> None:
-    """/generate, /chat, /summarize: each with invoke, batch, stream, stream_events, schemas, playground."""
+    """/generate, /chat, /summarize, /classify: invoke, batch, stream, stream_events, schemas, playground."""
     system = chat_chain.system_prompt_or_default(settings.system_prompt)
     add_routes(
         app,
@@ -72,4 +73,16 @@ def mount_chains(app: FastAPI, backend: Backend, settings: Settings) -> None:
         summarize_chain.build_summarize_chain(backend),
         path="/summarize",
         per_req_config_modifier=request_checker(backend, settings, summarize_chain.preflight),
+    )
+    methods = classify_chain.build_classify_methods(backend, settings.classifier)
+    default = settings.classify_method
+
+    def classify_preflight(_backend: Backend, value: object, _config: dict) -> None:
+        classify_chain.preflight(methods, value, default)
+
+    add_routes(
+        app,
+        classify_chain.build_classify_chain(methods, default),
+        path="/classify",
+        per_req_config_modifier=request_checker(backend, settings, classify_preflight),
     )

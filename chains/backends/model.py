@@ -156,6 +156,11 @@ class LocalModel:
         self._require_ready()
         return Budget(self._tokens, self.context_window, self.margin)
 
+    def run(self, work: Callable[..., Any], *args: Any) -> Any:
+        """work(model, *args) on the model thread (between generations), returning its result."""
+        self._require_ready()
+        return self._worker.submit(work, self.model, *args).result()
+
     def generate(self, prompts: list[list[int]], params: GenerationParams) -> list[Completion]:
         """Completions for prompts given as token ids (one padded batch), cut at their stop sequences."""
         self._require_ready()

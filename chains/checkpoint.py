@@ -1,0 +1,120 @@
+"""Classifier checkpoints: sequence-classification models and NLI (zero-shot) models, by hub id or folder."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from chains.classifiers import Distribution
+from chains.errors import InvalidInput
+from chains.prompts import load_prompt
+from chains.scoring import sigmoid, softmax
+from chains.tokens import Tokens
+
+
+def parse_classifiers(spec: str | None) -> dict[str, str]:
+    """'name=source,source2' -> {name: source, basename(source2): source2}."""
+    entries: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in (spec or "").split(","))):
+        name, _, source = item.rpartition("=")
+        entries[name or source.rstrip("/").rsplit("/", 1)[-1]] = source
+    return entries
+
+
+class Checkpoint:
+    """One AutoModelForSequenceClassification, loaded on first use."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self._loaded: tuple[Any, Any] | None = None
+        self._lock = threading.Lock()
+
+    def load(self) -> tuple[Any, Any]:
+        """(tokenizer, model)."""
+        with self._lock:
+            if self._loaded is None:
+                from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+                model = AutoModelForSequenceClassification.from_pretrained(self.source).eval()
+                self._loaded = (AutoTokenizer.from_pretrained(self.source), model)
+            return self._loaded
+
+    @property
+    def labels(self) -> list[str]:
+        config = self.load()[1].config
+        return [config.id2label[i] for i in range(config.num_labels)]
+
+    @property
+    def entailment(self) -> int | None:
+        """Index of the 'entailment' logit for NLI checkpoints, else None."""
+        lowered = [label.lower() for label in self.labels]
+        return lowered.index("entailment") if "entailment" in lowered else None
+
+    def logits(self, first: list[str], second: list[str] | None = None) -> list[list[float]]:
+        import torch
+
+        tokenizer, model = self.load()
+        encoded = tokenizer(first, second, padding=True, truncation=True, return_tensors="pt")
+        with torch.inference_mode():
+            return model(**encoded).logits.float().tolist()
+
+
+class CheckpointMethod:
+    """Scores from a configured checkpoint: its own labels (softmax/sigmoid), or NLI for any labels."""
+
+    def __init__(self, sources: dict[str, str]) -> None:
+        self.checkpoints = {name: Checkpoint(source) for name, source in sources.items()}
+        self.default = next(iter(self.checkpoints), None)
+
+    def pick(self, value: Any) -> Checkpoint:
+        name = value.model or self.default
+        if name not in self.checkpoints:
+            known = ", ".join(self.checkpoints) or "none (set HFCHAIN_CLASSIFIER)"
+            raise InvalidInput(f"unknown classifier {name!r}: configured ones are {known}")
+        return self.checkpoints[name]
+
+    def describe(self, value: Any) -> str:
+        kind = "nli" if self.pick(value).entailment is not None else "checkpoint"
+        return f"{kind}:{value.model or self.default}"
+
+    def limits(self, value: Any) -> tuple[Tokens, int, None]:
+        checkpoint = self.pick(value)
+        tokenizer, model = checkpoint.load()
+        limit = getattr(model.config, "max_position_embeddings", 512) - 3
+        if checkpoint.entailment is not None:  # room for the hypothesis too
+            limit -= max(len(tokenizer(self._hypothesis(label)).input_ids) for label in value.labels or [""])
+        return Tokens(tokenizer), min(limit, tokenizer.model_max_length - 3), None
+
+    def scores(self, texts: list[str], value: Any) -> list[Distribution]:
+        checkpoint = self.pick(value)
+        if checkpoint.entailment is not None:
+            return [self._nli(checkpoint, text, value) for text in texts]
+        own = checkpoint.labels
+        wanted = value.labels or own
+        if set(wanted) - set(own):
+            raise InvalidInput(f"this classifier's labels are {own}: leave labels out or use a subset")
+        index = [own.index(label) for label in wanted]
+        results = []
+        for row in checkpoint.logits(texts):
+            picked = [row[i] for i in index]
+            if value.multi_label:
+                results.append({label: sigmoid(x) for label, x in zip(wanted, picked, strict=True)})
+            else:
+                results.append(dict(zip(wanted, softmax(picked), strict=True)))
+        return results
+
+    def _hypothesis(self, label: str) -> str:
+        return load_prompt("classify_hypothesis").format(label=label)
+
+    def _nli(self, checkpoint: Checkpoint, text: str, value: Any) -> Distribution:
+        labels = value.labels
+        if not labels:
+            raise InvalidInput("an NLI classifier needs labels: give two or more")
+        rows = checkpoint.logits([text] * len(labels), [self._hypothesis(label) for label in labels])
+        entail = checkpoint.entailment
+        contradiction = [lab.lower() for lab in checkpoint.labels].index("contradiction")
+        if value.multi_label:
+            return {
+                lab: softmax([r[contradiction], r[entail]])[1] for lab, r in zip(labels, rows, strict=True)
+            }
+        return dict(zip(labels, softmax([r[entail] for r in rows]), strict=True))
