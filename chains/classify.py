@@ -89,6 +89,10 @@ def method_name(methods: dict, value: ClassifyInput, default: str) -> str:
     """The method a request runs: as asked, else a checkpoint when it names one or gives no labels."""
     name = value.method or ("checkpoint" if value.model or value.labels is None else default)
     if name not in methods:
+        if value.model:
+            raise InvalidInput(
+                f"unknown classifier {value.model!r}: none is configured (set HFCHAIN_CLASSIFIER)"
+            )
         if value.labels is None:
             raise InvalidInput("give labels (two or more): no classifier checkpoint is configured")
         raise InvalidInput(f"method {name!r} is not available here: use one of {sorted(methods)}")

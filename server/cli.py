@@ -155,6 +155,91 @@ def summarize(
     )
 
 
+@app.command()
+def classify(
+    text: Annotated[str | None, typer.Argument(help="Text to classify (or give --file)")] = None,
+    labels: Annotated[str | None, typer.Option(help="Comma-separated labels, e.g. positive,negative")] = None,
+    file: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help="CSV or JSONL input")] = None,
+    output: Annotated[
+        Path | None, typer.Option(help="JSONL results (default: FILE.classified.jsonl)")
+    ] = None,
+    method: Annotated[str | None, typer.Option(help="embedding, llm or checkpoint")] = None,
+    multi_label: Annotated[bool, typer.Option(help="Score labels independently")] = False,
+    model: Annotated[str | None, typer.Option(help="A configured classifier checkpoint")] = None,
+) -> None:
+    """Classify TEXT, or every row of a CSV (a 'text' column) or JSONL ({"text": ...}) file."""
+    import json
+
+    from chains import build_backend, build_classify_chain, build_classify_methods
+
+    settings = _settings()
+    _logging("warning")
+    backend = build_backend(settings)
+    if (method or settings.classify_method) == "llm" and backend.engine is not None:
+        backend.engine.load()
+    chain = build_classify_chain(
+        build_classify_methods(backend, settings.classifier), settings.classify_method
+    )
+    base = {
+        "labels": labels.split(",") if labels else None,
+        "method": method,
+        "multi_label": multi_label,
+        "model": model,
+    }
+    base = {k: v for k, v in base.items() if v is not None}
+    if file is None:
+        if not text:
+            raise typer.BadParameter("give TEXT or --file")
+        typer.echo(json.dumps(_run_classify(chain, {**base, "text": text}), indent=2))
+        return
+    _classify_file(chain, base, file, output or file.with_suffix(".classified.jsonl"))
+
+
+def _run_classify(chain, value: dict) -> dict:
+    from pydantic import ValidationError
+
+    from chains.errors import HfchainError
+
+    try:
+        return chain.invoke(value)
+    except (ValidationError, HfchainError) as error:
+        typer.secho(str(error), fg="red", err=True)
+        raise typer.Exit(2) from None
+
+
+def _classify_file(chain, base: dict, file: Path, output: Path, batch: int = 16) -> None:
+    """Classify the file's rows in batches with a progress bar; write one JSON line per row."""
+    import json
+
+    from rich.progress import Progress
+
+    rows = _read_rows(file)
+    with output.open("w", encoding="utf-8") as sink, Progress(console=Console(stderr=True)) as progress:
+        task = progress.add_task(f"classifying {file.name}", total=len(rows))
+        for start in range(0, len(rows), batch):
+            part = rows[start : start + batch]
+            results = chain.batch([{**base, "text": row["text"]} for row in part])
+            for row, result in zip(part, results, strict=True):
+                sink.write(json.dumps({**row, **result}, ensure_ascii=False) + "\n")
+            progress.advance(task, len(part))
+    typer.echo(f"wrote {len(rows)} results to {output}", err=True)
+
+
+def _read_rows(file: Path) -> list[dict]:
+    """Rows with a 'text' field from a CSV (header with a 'text' column) or a JSONL file."""
+    import csv
+    import json
+
+    with file.open(encoding="utf-8", newline="") as handle:
+        if file.suffix.lower() in {".jsonl", ".ndjson"}:
+            rows = [json.loads(line) for line in handle if line.strip()]
+        else:
+            rows = list(csv.DictReader(handle))
+    if not rows or any(not isinstance(r, dict) or not str(r.get("text") or "").strip() for r in rows):
+        raise typer.BadParameter(f"{file}: every row needs a non-empty 'text' field")
+    return rows
+
+
 def _read_line() -> str | None:
     try:
         return input("you> ")

@@ -1,5 +1,6 @@
 """The `hfchain` console script on the embedded model: generate and interactive chat."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -21,3 +22,22 @@ def test_chat_keeps_the_conversation_until_exit(embedded_backend):
     result = run(["chat", "--max-new-tokens", "24"], stdin="What is the capital of France?\n/exit\n")
     assert result.returncode == 0, result.stderr
     assert "you> " in result.stdout and "Paris" in result.stdout
+
+
+def test_classify_a_text_and_a_file(tmp_path):
+    result = run(["classify", "--labels", "positive,negative", "I loved this wonderful film"])
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["label"] == "positive"
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(
+        '{"text": "A wonderful, moving film", "id": 1}\n{"text": "Dreadful and boring", "id": 2}\n'
+    )
+    result = run(["classify", "--labels", "positive,negative", "--file", str(rows)])
+    assert result.returncode == 0, result.stderr
+    written = [json.loads(line) for line in (tmp_path / "rows.classified.jsonl").read_text().splitlines()]
+    assert [(r["id"], r["label"]) for r in written] == [(1, "positive"), (2, "negative")]
+
+
+def test_classify_refuses_a_single_label():
+    result = run(["classify", "--labels", "positive", "text"])
+    assert result.returncode == 2 and "two labels" in result.stderr

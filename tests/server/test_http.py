@@ -165,3 +165,36 @@ def test_summarize_over_http_reports_chunks_and_budget(http):
     events = sse_events(http.post("/summarize/stream", json=body))
     data = [json.loads(d) for name, d in events if name == "data"]
     assert "progress" in data[0] and sum("summary" in d for d in data) > 1 and "chunks" in data[-1]
+
+
+def test_classify_over_http(http):
+    body = {"input": {"text": "I loved this film, it was wonderful.", "labels": ["positive", "negative"]}}
+    output = http.post("/classify/invoke", json=body).json()["output"]
+    assert output["label"] == "positive" and output["method"] == "embedding-zero-shot"
+    assert abs(sum(output["scores"].values()) - 1) < 1e-6 and output["chunks"] == 1
+
+
+def test_classify_splits_long_text_over_http(http):
+    text = "A wonderful, moving film with brilliant acting. " * 60
+    body = {"input": {"text": text, "labels": ["positive", "negative"], "per_chunk": True}}
+    output = http.post("/classify/invoke", json=body).json()["output"]
+    assert output["chunks"] > 1 and len(output["per_chunk"]) == output["chunks"]
+    assert output["usage"]["tokens"] > 256 and output["label"] == "positive"
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        ({"text": "", "labels": ["a", "b"]}, "text"),
+        ({"text": "x", "labels": ["a"]}, "two"),
+        ({"text": "x", "labels": ["a", "a"]}, "distinct"),
+        ({"text": "x", "labels": ["a", ""]}, "empty"),
+        ({"text": "x", "labels": ["a", "b"], "model": "nope"}, "unknown classifier"),
+        ({"text": "x"}, "give labels"),
+    ],
+)
+def test_classify_bad_input_gets_422(http, value, fragment):
+    for route in ("/classify/invoke", "/classify/stream"):
+        response = http.post(route, json={"input": value})
+        assert response.status_code == 422, response.text
+        assert fragment in json.dumps(response.json())
