@@ -198,3 +198,15 @@ def test_classify_bad_input_gets_422(http, value, fragment):
         response = http.post(route, json={"input": value})
         assert response.status_code == 422, response.text
         assert fragment in json.dumps(response.json())
+
+
+def test_chat_playground_request_streams_a_reply(http):
+    """The chat playground's own request: /chat/stream_log with LangChain-serialised messages."""
+    body = {
+        "input": {"messages": [{"content": "What is the capital of France?", "type": "human"}]},
+        "config": {},
+    }
+    events = sse_events(http.post("/chat/stream_log", json=body))
+    ops = [op for name, data in events if name == "data" for op in json.loads(data)["ops"]]
+    streamed = [op["value"]["content"] for op in ops if op["path"] == "/streamed_output/-"]
+    assert len(streamed) >= 3 and "Paris" in "".join(streamed) and events[-1][0] == "end"
