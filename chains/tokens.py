@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 from typing import Any
 
 _SLOT = re.compile("\ue000(\\d+)\ue001")  # private-use marks around a message index
@@ -20,6 +21,8 @@ class Tokens:
 
     def __init__(self, tokenizer: Any) -> None:
         self.tokenizer = tokenizer
+        # a fast tokenizer's truncation/padding state is shared: calls from threads must not interleave
+        self._lock = threading.RLock()
 
     def text_ids(self, text: str) -> list[int]:
         """User text: special-token strings such as <|im_end|> stay plain text."""
@@ -38,14 +41,16 @@ class Tokens:
             if i % 2:  # a slot: the message's content
                 ids += self.text_ids(messages[int(piece)]["content"])
             elif piece:  # template text: its special tokens are meant
-                ids += self.tokenizer(piece, add_special_tokens=False)["input_ids"]
+                with self._lock:
+                    ids += self.tokenizer(piece, add_special_tokens=False)["input_ids"]
         return ids
 
     def offsets(self, text: str) -> list[tuple[int, int]]:
         """Character span of each token of `text` (as user text)."""
-        encoded = self.tokenizer(
-            text, add_special_tokens=False, split_special_tokens=True, return_offsets_mapping=True
-        )
+        with self._lock:
+            encoded = self.tokenizer(
+                text, add_special_tokens=False, split_special_tokens=True, return_offsets_mapping=True
+            )
         return [tuple(span) for span in encoded["offset_mapping"]]
 
     def count_text(self, text: str) -> int:
@@ -61,7 +66,8 @@ class Tokens:
         return len(self.chat_ids(messages))
 
     def _encode(self, text: str, add_special_tokens: bool) -> list[int]:
-        encoded = self.tokenizer(text, add_special_tokens=add_special_tokens, split_special_tokens=True)
+        with self._lock:
+            encoded = self.tokenizer(text, add_special_tokens=add_special_tokens, split_special_tokens=True)
         return encoded["input_ids"]
 
 

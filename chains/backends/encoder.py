@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import threading
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,8 @@ class Encoder:
     def __init__(self, source: str | None = None) -> None:
         self.source = source
         self._embeddings: Any = None
-        self._lock = threading.Lock()
+        self._tokens: Tokens | None = None
+        self._lock = threading.RLock()
 
     @property
     def embeddings(self) -> Any:
@@ -44,8 +46,12 @@ class Encoder:
 
     @property
     def tokens(self) -> Tokens:
-        """The encoder's own tokenizer, for counting and splitting."""
-        return Tokens(self.embeddings._client.tokenizer)
+        """The encoder's tokenizer for counting and splitting: a copy, since the encoder's own one
+        changes its truncation and padding state on every encode (not safe to share across threads)."""
+        with self._lock:
+            if self._tokens is None:
+                self._tokens = Tokens(copy.deepcopy(self.embeddings._client.tokenizer))
+            return self._tokens
 
     @property
     def max_tokens(self) -> int:

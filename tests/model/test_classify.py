@@ -102,3 +102,16 @@ def test_nli_checkpoint_scores_any_labels(methods):
     assert set(result["scores"]) == {"cinema", "cooking"} and result["method"] == "nli:nli"
     multi = build_classify_chain(methods).invoke({**value, "multi_label": True})
     assert all(0 <= p <= 1 for p in multi["scores"].values()) and "labels_above" in multi
+
+
+def test_concurrent_long_texts_do_not_race_on_the_tokenizer(methods):
+    """Splitting counts with the encoder's tokenizer while other threads encode: must not interfere."""
+    texts = [
+        f"Article {i}. " + "The minister announced a new budget for schools and hospitals. " * 40
+        for i in range(8)
+    ]
+    chain = build_classify_chain(methods)
+    results = chain.batch(
+        [{"text": t, "labels": ["politics", "sport"]} for t in texts], config={"max_concurrency": 4}
+    )
+    assert all(r["chunks"] > 1 and r["label"] == "politics" for r in results)
