@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import threading
 from typing import Any
 
@@ -27,6 +28,7 @@ class Checkpoint:
     def __init__(self, source: str) -> None:
         self.source = source
         self._loaded: tuple[Any, Any] | None = None
+        self._tokens: Tokens | None = None
         self._lock = threading.Lock()
 
     def load(self) -> tuple[Any, Any]:
@@ -36,8 +38,17 @@ class Checkpoint:
                 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
                 model = AutoModelForSequenceClassification.from_pretrained(self.source).eval()
-                self._loaded = (AutoTokenizer.from_pretrained(self.source), model)
+                tokenizer = AutoTokenizer.from_pretrained(self.source)
+                self._loaded = (tokenizer, model)
+                # counting gets its own copy: logits() changes the tokenizer's padding/truncation state
+                self._tokens = Tokens(copy.deepcopy(tokenizer))
             return self._loaded
+
+    @property
+    def tokens(self) -> Tokens:
+        """The checkpoint's tokenizer, for counting and splitting."""
+        self.load()
+        return self._tokens
 
     @property
     def labels(self) -> list[str]:
@@ -54,7 +65,8 @@ class Checkpoint:
         import torch
 
         tokenizer, model = self.load()
-        encoded = tokenizer(first, second, padding=True, truncation=True, return_tensors="pt")
+        with self._lock:  # the fast tokenizer's padding/truncation state is per instance
+            encoded = tokenizer(first, second, padding=True, truncation=True, return_tensors="pt")
         with torch.inference_mode():
             return model(**encoded).logits.float().tolist()
 
@@ -83,7 +95,7 @@ class CheckpointMethod:
         limit = getattr(model.config, "max_position_embeddings", 512) - 3
         if checkpoint.entailment is not None:  # room for the hypothesis too
             limit -= max(len(tokenizer(self._hypothesis(label)).input_ids) for label in value.labels or [""])
-        return Tokens(tokenizer), min(limit, tokenizer.model_max_length - 3), None
+        return checkpoint.tokens, min(limit, tokenizer.model_max_length - 3), None
 
     def scores(self, texts: list[str], value: Any) -> list[Distribution]:
         checkpoint = self.pick(value)
@@ -112,8 +124,9 @@ class CheckpointMethod:
             raise InvalidInput("an NLI classifier needs labels: give two or more")
         rows = checkpoint.logits([text] * len(labels), [self._hypothesis(label) for label in labels])
         entail = checkpoint.entailment
-        contradiction = [lab.lower() for lab in checkpoint.labels].index("contradiction")
         if value.multi_label:
+            lowered = [lab.lower() for lab in checkpoint.labels]
+            contradiction = lowered.index("contradiction") if "contradiction" in lowered else 1 - entail
             return {
                 lab: softmax([r[contradiction], r[entail]])[1] for lab, r in zip(labels, rows, strict=True)
             }

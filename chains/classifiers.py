@@ -26,6 +26,7 @@ class EmbeddingMethod:
 
     temperature = 0.05  # cosine gaps between labels are small: sharpen them
     multi_center = 0.25  # multi_label: similarity that maps to 0.5
+    cache_size = 256  # label/example sets whose anchors are kept
 
     def __init__(self, encoder: Any) -> None:
         self.encoder = encoder
@@ -54,11 +55,17 @@ class EmbeddingMethod:
         """One unit vector per label: its description, averaged with its examples; cached per set."""
         descriptions = [self.description(label, value) for label in value.labels]
         examples = tuple((e.text, e.label) for e in value.examples or ())
-        key = (tuple(descriptions), examples)
+        key = (tuple(value.labels), tuple(descriptions), examples)
         with self._lock:
-            if key not in self._anchors:
-                self._anchors[key] = self._build(value.labels, descriptions, examples)
-            return self._anchors[key]
+            if key in self._anchors:
+                self._anchors[key] = self._anchors.pop(key)  # most recently used last
+                return self._anchors[key]
+        anchors = self._build(value.labels, descriptions, examples)
+        with self._lock:
+            self._anchors[key] = anchors
+            while len(self._anchors) > self.cache_size:
+                self._anchors.pop(next(iter(self._anchors)))  # least recently used
+        return anchors
 
     def description(self, label: str, value: Any) -> str:
         given = (value.descriptions or {}).get(label)

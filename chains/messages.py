@@ -21,7 +21,10 @@ def coerce_messages(value: Any) -> Any:
     """Turn OpenAI-style ({"role": ...}) and LangChain ({"type": ...}) dicts into messages."""
     if not isinstance(value, list):
         return value
-    messages = convert_to_messages(value)
+    try:
+        messages = convert_to_messages(value)
+    except (NotImplementedError, KeyError, TypeError) as error:  # its other ways of saying "bad message"
+        raise ValueError(f"invalid message: {error}") from None
     for message in messages:
         if role_of(message) is None:
             raise ValueError(f"{message.type!r} messages are not supported: use system, user or assistant")

@@ -132,6 +132,11 @@ def summarize_steps(run: Run, value: SummarizeInput) -> Iterator[AddableDict]:
     while len(partials) > 1 and run.measure("summarize_reduce", "\n\n".join(partials)) > run.limit:
         run.levels += 1
         groups = _groups(run, partials)
+        if len(groups) >= len(partials):  # no two summaries fit one call: another round cannot help
+            raise InvalidInput(
+                f"the partial summaries are too long to combine in a {run.budget.context_window}-token "
+                f"context: lower max_new_tokens (now {run.max_new_tokens})"
+            )
         yield _progress(f"collapse {run.levels}", 0, len(groups))
         partials = run.summarize_all("summarize_reduce", groups)
         yield _progress(f"collapse {run.levels}", len(groups), len(groups))

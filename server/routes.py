@@ -7,6 +7,7 @@ from functools import partial
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from langserve import add_routes
 
 from chains import build_chat_chain, build_generate_chain
@@ -34,20 +35,31 @@ def request_checker(backend: Backend, settings: Settings, preflight: Preflight) 
         if not backend.is_ready():
             raise ModelNotReady(f"model {backend.model_name} is still loading; retry shortly", retry_after=2)
         checked = {**config, "configurable": knobs.model_dump(exclude_none=True)}
-        for item in _inputs(await request.json()):
-            preflight(backend, item, checked)
+        items = _inputs(await request.json(), _call_index(request))
+        # token counting can take a while on a large body: keep it off the event loop
+        await run_in_threadpool(lambda: [preflight(backend, item, checked) for item in items])
         return checked
 
     return check
 
 
-def _inputs(body: object) -> list:
-    """The inputs of an invoke/stream body ("input") or a batch body ("inputs")."""
+def _call_index(request: Request) -> int:
+    """How many times this hook already ran for this request (a batch with a config per input)."""
+    index = getattr(request.state, "hfchain_checks", 0)
+    request.state.hfchain_checks = index + 1
+    return index
+
+
+def _inputs(body: object, index: int) -> list:
+    """The inputs a config applies to: the "input", all "inputs", or the index-th with per-input configs."""
     if not isinstance(body, dict):
         return []
-    if "inputs" in body:
-        return body["inputs"] if isinstance(body["inputs"], list) else []
-    return [body["input"]] if "input" in body else []
+    if "inputs" not in body:
+        return [body["input"]] if "input" in body else []
+    inputs = body["inputs"] if isinstance(body["inputs"], list) else []
+    if isinstance(body.get("config"), list):  # LangServe calls the hook once per config, in order
+        return inputs[index : index + 1]
+    return inputs
 
 
 def mount_chains(app: FastAPI, backend: Backend, settings: Settings) -> None:

@@ -139,3 +139,20 @@ def test_long_history_is_trimmed_not_refused(small_client):
     assert response.status_code == 200, response.text
     metadata = response.json()["output"]["response_metadata"]
     assert metadata["dropped_messages"] > 0 and metadata["token_counting"] == "estimate"
+
+
+def test_batch_with_a_config_per_input_checks_each_input_with_its_own(small_client):
+    body = {
+        "inputs": [{"prompt": "word " * 30}, {"prompt": "hi"}],  # ~56 tokens: fits with 8, not with 200
+        "config": [{"configurable": {"max_new_tokens": 8}}, {"configurable": {"max_new_tokens": 200}}],
+    }
+    assert small_client.post("/generate/batch", json=body).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "message", [5, None, {"role": "tool", "content": "x"}, {"type": "ai", "content": "x", "tool_calls": 5}]
+)
+def test_odd_messages_get_422_not_500(client, message):
+    for route in ("/chat/invoke", "/chat/stream"):
+        response = client.post(route, json={"input": {"messages": [message]}})
+        assert response.status_code == 422, response.text
