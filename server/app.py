@@ -30,6 +30,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     async def lifespan(app: FastAPI):
         backend.start()
         yield
+        backend.stop()
 
     app = FastAPI(
         title="hfchain",
@@ -42,7 +43,6 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     mount_chains(app, backend, settings)
     app.add_exception_handler(HfchainError, _domain_error)
     app.add_exception_handler(ValidationError, _invalid_input)
-    app.add_exception_handler(Exception, _unexpected_error)
     app.add_middleware(RequestGuard, max_body_bytes=MAX_BODY_BYTES)
     return app
 
@@ -58,9 +58,3 @@ async def _invalid_input(request: Request, error: ValidationError) -> JSONRespon
     """Input that failed validation past LangServe's own checks (e.g. a batch item)."""
     errors = jsonable_encoder(error.errors(include_url=False, include_context=False))
     return JSONResponse({"detail": errors, "request_id": request_id_var.get()}, status_code=422)
-
-
-async def _unexpected_error(request: Request, error: Exception) -> JSONResponse:
-    rid = request_id_var.get()
-    log.exception("unexpected error in %s %s (request %s)", request.method, request.url.path, rid)
-    return JSONResponse({"detail": "internal server error", "request_id": rid}, status_code=500)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextvars
 import json
+import logging
 import uuid
 from typing import Any
 
+log = logging.getLogger("hfchain.server")
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
 Scope = dict[str, Any]
@@ -59,7 +61,7 @@ class RequestGuard:
             await send(message)
 
         if scope["method"] != "POST":
-            return await self.app(scope, receive, send_with_id)
+            return await self._call(scope, receive, send_with_id, rid_header)
         body = await self._read_body(receive)
         checked = (
             (413, f"request body is over {self.max_body_bytes} bytes: send less")
@@ -71,7 +73,28 @@ class RequestGuard:
             for part in _json_response(status, {"detail": message, "request_id": rid}, rid_header):
                 await send(part)
             return None
-        return await self.app(scope, _replay(checked, receive), send_with_id)
+        return await self._call(scope, _replay(checked, receive), send_with_id, rid_header)
+
+    async def _call(self, scope: Scope, receive: Any, send: Any, rid_header: list) -> None:
+        """Run the app; an unexpected error becomes a logged 500 that still carries x-request-id."""
+        started = False
+
+        async def tracking_send(message: dict) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            log.exception(
+                "unexpected error in %s %s (request %s)", scope["method"], scope["path"], request_id_var.get()
+            )
+            if started:
+                raise
+            body = {"detail": "internal server error", "request_id": request_id_var.get()}
+            for part in _json_response(500, body, []):
+                await tracking_send(part)
 
     async def _read_body(self, receive: Any) -> bytes | None:
         chunks, size = [], 0

@@ -28,6 +28,7 @@ class Backend:
     max_new_tokens: int = 256  # the default when a request does not set the knob
     budget: Callable[[], Budget] = field(repr=False, default=None)  # type: ignore[assignment]
     start: Callable[[], object] = lambda: None
+    stop: Callable[[], object] = lambda: None
     is_ready: Callable[[], bool] = lambda: True
     engine: object | None = field(default=None, repr=False)
 
@@ -88,6 +89,7 @@ def build_local(settings: Settings) -> Backend:
         budget=lambda: engine.budget,
         max_new_tokens=settings.max_new_tokens,
         start=engine.load_in_background,
+        stop=engine.close,
         is_ready=lambda: engine.ready,
         engine=engine,
     )
@@ -109,6 +111,7 @@ def build_endpoint(settings: Settings) -> Backend:
         chat_knobs=CHAT_KNOBS,
         budget=budget.get,
         max_new_tokens=settings.max_new_tokens,
+        start=budget.load_in_background,
     )
 
 

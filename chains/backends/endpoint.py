@@ -12,7 +12,7 @@ from langchain_huggingface import ChatHuggingFace, HuggingFaceEndpoint
 from pydantic import model_validator
 
 from chains.budget import Budget
-from chains.errors import EndpointError, EndpointUnavailable
+from chains.errors import EndpointError, EndpointUnavailable, UnknownBackend
 from chains.stops import StopFilter
 from chains.tokens import EstimatedTokens, Tokens
 
@@ -153,8 +153,24 @@ class EndpointBudget:
         """The budget, loading the tokenizer the first time."""
         with self._lock:
             if self._budget is None:
-                self._budget = self._load()
+                try:
+                    self._budget = self._load()
+                except (OSError, ValueError) as error:
+                    raise UnknownBackend(
+                        f"HFCHAIN_TOKENIZER={self.settings.tokenizer!r} could not be loaded ({error}): "
+                        "give a hub id or a local folder with the served model's tokenizer, or unset it"
+                    ) from error
             return self._budget
+
+    def load_in_background(self) -> None:
+        """Load the tokenizer now, off the request path (errors surface on the first request)."""
+        threading.Thread(target=self._try_get, name="hfchain-tokenizer", daemon=True).start()
+
+    def _try_get(self) -> None:
+        try:
+            self.get()
+        except UnknownBackend as error:
+            log.error("%s", error)
 
     def _load(self) -> Budget:
         source, context = self.settings.tokenizer, self.settings.context_window

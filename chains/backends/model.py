@@ -101,6 +101,10 @@ class LocalModel:
                 self._loading.add_done_callback(self._on_loaded)
             return self._loading
 
+    def close(self) -> None:
+        """Stop the model thread: queued work is dropped, a running generation ends on its own."""
+        self._worker.shutdown(wait=False, cancel_futures=True)
+
     def _on_loaded(self, future: Future) -> None:
         self.load_error = future.exception()
         if self.load_error:

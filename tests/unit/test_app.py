@@ -5,7 +5,7 @@ from fastapi.testclient import TestClient
 
 from chains.settings import load_settings
 from server.app import create_app
-from tests.unit.fakes import fake_backend
+from tests.unit.fakes import KnobFakeLLM, fake_backend
 
 
 @pytest.fixture
@@ -156,3 +156,24 @@ def test_odd_messages_get_422_not_500(client, message):
     for route in ("/chat/invoke", "/chat/stream"):
         response = client.post(route, json={"input": {"messages": [message]}})
         assert response.status_code == 422, response.text
+
+
+class BrokenLLM(KnobFakeLLM):
+    """A model that fails in an unexpected way."""
+
+    def _call(self, *args, **kwargs):
+        raise RuntimeError("boom")
+
+    async def _acall(self, *args, **kwargs):
+        raise RuntimeError("boom")
+
+
+def test_unexpected_error_is_a_500_with_the_request_id():
+    backend = fake_backend()
+    backend.llm = BrokenLLM(responses=["x"])
+    with TestClient(create_app(load_settings(), backend), raise_server_exceptions=False) as client:
+        response = client.post(
+            "/generate/invoke", json={"input": {"prompt": "x"}}, headers={"x-request-id": "r1"}
+        )
+    assert response.status_code == 500 and response.headers["x-request-id"] == "r1"
+    assert response.json() == {"detail": "internal server error", "request_id": "r1"}
