@@ -23,5 +23,5 @@ def test_prompt_variables(name, expected):
 
 
 def test_missing_prompt_names_the_path():
-    with pytest.raises(FileNotFoundError, match="nope.txt"):
+    with pytest.raises(FileNotFoundError, match=r"nope\.txt"):
         load_prompt("nope")
