@@ -1,24 +1,37 @@
-"""Chat chain: {"messages": [...]} -> AIMessage, history trimmed to the budget, template by the backend."""
+"""Chat chain: {"messages": [...], "session_id"?} -> AIMessage, history trimmed to the budget.
+
+With a session id, the stored history comes first and the completed turn is stored after the reply
+(the history is loaded and saved explicitly: RunnableWithMessageHistory is deprecated in langchain-core 1.x).
+"""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 
-from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.messages import AIMessage, BaseMessage, SystemMessage
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableGenerator, RunnableLambda
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from chains.backends import Backend
-from chains.messages import Messages, with_system_prompt
+from chains.errors import InvalidInput
+from chains.messages import Messages, text_of, with_system_prompt
 from chains.prompts import load_prompt
+from chains.sessions import SESSION_ID_PATTERN, SessionStore
 
 
 class ChatInput(BaseModel):
-    """Input of /chat: LangChain-serialised or OpenAI-style messages."""
+    """Input of /chat: LangChain-serialised or OpenAI-style messages, and an optional session."""
 
     model_config = ConfigDict(extra="forbid")
 
     messages: Messages
+    session_id: str | None = Field(
+        None,
+        pattern=SESSION_ID_PATTERN,
+        description="Keep the conversation server-side under this id: send only the new messages",
+    )
 
 
 def system_prompt_or_default(system_prompt: str | None) -> str:
@@ -26,23 +39,87 @@ def system_prompt_or_default(system_prompt: str | None) -> str:
     return load_prompt("chat_system") if system_prompt is None else system_prompt
 
 
+@dataclass
+class Turn:
+    """One request's conversation: the full message list and what to store after the reply."""
+
+    messages: list[BaseMessage]
+    new: list[BaseMessage]
+    session_id: str | None = None
+
+
+def load_turn(value: object, sessions: SessionStore | None) -> Turn:
+    """The conversation to answer: the session's stored history (if any), then the request's messages.
+
+    System messages of the request go first and are not stored: they apply to this turn only.
+    """
+    chat = ChatInput.model_validate(value)
+    if chat.session_id is None:
+        return Turn(messages=chat.messages, new=[])
+    if sessions is None:
+        raise InvalidInput("sessions are not enabled here: drop session_id and send the whole conversation")
+    system = [m for m in chat.messages if isinstance(m, SystemMessage)]
+    new = [m for m in chat.messages if not isinstance(m, SystemMessage)]
+    history = sessions.history(chat.session_id)
+    return Turn(messages=[*system, *history, *new], new=new, session_id=chat.session_id)
+
+
 def fit_conversation(
-    backend: Backend, value: object, system: str | None, config: dict | None
-) -> tuple[list[BaseMessage], dict]:
-    """The messages to send (system prompt added, oldest turns dropped to fit) and what was done."""
-    messages = with_system_prompt(ChatInput.model_validate(value).messages, system)
+    backend: Backend,
+    value: object,
+    system: str | None,
+    config: dict | None,
+    sessions: SessionStore | None = None,
+) -> tuple[Turn, list[BaseMessage], dict]:
+    """The turn, the messages to send (system prompt added, oldest dropped to fit) and what was done."""
+    turn = load_turn(value, sessions)
     budget = backend.budget()
+    messages = with_system_prompt(turn.messages, system)
     kept, dropped = budget.fit_history(messages, backend.max_new_tokens_of(config))
-    return kept, {"dropped_messages": dropped, "token_counting": budget.counting}
+    info = {"dropped_messages": dropped, "token_counting": budget.counting}
+    if turn.session_id:
+        info["session_id"] = turn.session_id
+    return turn, kept, info
 
 
-def preflight(backend: Backend, value: object, config: dict | None, system: str | None = None) -> None:
+def preflight(
+    backend: Backend,
+    value: object,
+    config: dict | None,
+    system: str | None = None,
+    sessions: SessionStore | None = None,
+) -> None:
     """The budget check for a raw request input (413 if the newest message cannot fit)."""
     try:
         ChatInput.model_validate(value)
     except ValidationError:
         return  # schema validation reports it
-    fit_conversation(backend, value, system, config)
+    fit_conversation(backend, value, system, config, sessions)
+
+
+def remember(sessions: SessionStore | None, turn: Turn) -> Runnable:
+    """Passes the reply through; once it is complete, stores the turn (a stream cut short stores nothing)."""
+
+    def store(chunks: list[AIMessage]) -> None:
+        if sessions is not None and turn.session_id and chunks:
+            reply = AIMessage(content="".join(text_of(c) for c in chunks))
+            sessions.append(turn.session_id, [*turn.new, reply])
+
+    def transform(chunks: Iterator[AIMessage]) -> Iterator[AIMessage]:
+        seen = []
+        for chunk in chunks:
+            seen.append(chunk)
+            yield chunk
+        store(seen)
+
+    async def atransform(chunks: AsyncIterator[AIMessage]) -> AsyncIterator[AIMessage]:
+        seen = []
+        async for chunk in chunks:
+            seen.append(chunk)
+            yield chunk
+        await asyncio.to_thread(store, seen)
+
+    return RunnableGenerator(transform, atransform, name="remember")
 
 
 def with_metadata(info: dict) -> Runnable:
@@ -65,13 +142,19 @@ def with_metadata(info: dict) -> Runnable:
     return RunnableGenerator(transform, atransform, name="metadata")
 
 
-def build_chat_chain(backend: Backend, system_prompt: str | None = None) -> Runnable:
-    """messages -> fit to budget -> chat model -> AIMessage (with dropped_messages), knobs configurable."""
+def build_chat_chain(
+    backend: Backend, system_prompt: str | None = None, sessions: SessionStore | None = None
+) -> Runnable:
+    """messages (+ session history) -> fit to budget -> chat model -> AIMessage -> store the turn.
+
+    The reply's response_metadata says dropped_messages and token_counting; knobs are configurable.
+    """
     system = system_prompt_or_default(system_prompt)
     model = backend.configurable_chat_model()
 
     def respond(value: dict | ChatInput, config: RunnableConfig) -> Runnable:
-        kept, info = fit_conversation(backend, value, system, config)
-        return RunnableLambda(lambda _: kept, name="messages") | model | with_metadata(info)
+        turn, kept, info = fit_conversation(backend, value, system, config, sessions)
+        messages = RunnableLambda(lambda _: kept, name="messages")
+        return messages | model | with_metadata(info) | remember(sessions, turn)
 
     return RunnableLambda(respond, name="chat").with_types(input_type=ChatInput, output_type=AIMessage)

@@ -26,6 +26,13 @@ class InvalidInput(HfchainError):
     error_type = "invalid_request_error"
 
 
+class NotFound(HfchainError):
+    """The named thing (e.g. a session) does not exist."""
+
+    status_code = 404
+    error_type = "not_found"
+
+
 class ModelNotReady(HfchainError):
     """The model is still loading; retry shortly."""
 

@@ -19,6 +19,12 @@ def default_cache_dir() -> Path:
     return Path(base) / "hfchain"
 
 
+def default_data_dir() -> Path:
+    """The user's data folder for hfchain (XDG_DATA_HOME aware)."""
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "hfchain"
+
+
 class Settings(BaseSettings):
     """Everything the service can be told, each field an HFCHAIN_<NAME> variable."""
 
@@ -41,6 +47,16 @@ class Settings(BaseSettings):
     )
     cache_dir: Path = Field(
         default_factory=default_cache_dir, description="Where the converted embedded model lives"
+    )
+    data_dir: Path = Field(
+        default_factory=default_data_dir, description="Where hfchain keeps its data (the sessions database)"
+    )
+    sessions_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of the chat sessions database (default: SQLite in HFCHAIN_DATA_DIR)",
+    )
+    sessions_from_user: bool = Field(
+        True, description="OpenAI route: use the request's `user` field as the session id (x-session-id wins)"
     )
     endpoint_url: str | None = Field(
         None, description="Endpoint backend: URL of a TGI / Inference Endpoint / OpenAI-style server"
@@ -93,6 +109,11 @@ class Settings(BaseSettings):
         if self.max_new_tokens > self.max_new_tokens_limit:
             raise ValueError("HFCHAIN_MAX_NEW_TOKENS must not exceed HFCHAIN_MAX_NEW_TOKENS_LIMIT")
         return self
+
+    @property
+    def sessions_database(self) -> str:
+        """The sessions database URL: HFCHAIN_SESSIONS_URL, else a SQLite file in the data folder."""
+        return self.sessions_url or f"sqlite:///{self.data_dir / 'sessions.db'}"
 
 
 class SettingsError(ValueError):

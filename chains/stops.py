@@ -51,9 +51,9 @@ class StopFilter:
         return out
 
 
-def filter_stream(chunks: Iterable[str], stops: Sequence[str] | None) -> Iterator[str]:
+def filter_stream(chunks: Iterable[str], stops: Sequence[str] | StopFilter | None) -> Iterator[str]:
     """Yield the stream's text up to (not including) the first stop sequence."""
-    stop_filter = StopFilter(stops)
+    stop_filter = stops if isinstance(stops, StopFilter) else StopFilter(stops)
     for chunk in chunks:
         out = stop_filter.feed(chunk)
         if out:

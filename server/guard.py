@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import contextvars
 import json
 import logging
 import uuid
 from typing import Any
 
+from server.errors import error_body, request_id_var
+
 log = logging.getLogger("hfchain.server")
-request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
 Scope = dict[str, Any]
 
@@ -70,7 +70,8 @@ class RequestGuard:
         )
         if isinstance(checked, tuple):
             status, message = checked
-            for part in _json_response(status, {"detail": message, "request_id": rid}, rid_header):
+            body = error_body(scope.get("path", ""), status, message, rid)
+            for part in _json_response(status, body, rid_header):
                 await send(part)
             return None
         return await self._call(scope, _replay(checked, receive), send_with_id, rid_header)
@@ -92,7 +93,8 @@ class RequestGuard:
             )
             if started:
                 raise
-            body = {"detail": "internal server error", "request_id": request_id_var.get()}
+            message = f"internal server error (request {request_id_var.get()}): see the server log"
+            body = error_body(scope.get("path", ""), 500, message, request_id_var.get(), "server_error")
             for part in _json_response(500, body, []):
                 await tracking_send(part)
 

@@ -1,9 +1,15 @@
-"""Operational routes: liveness and readiness."""
+"""Operational routes: liveness and readiness; session export and reset."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+
+from chains.errors import NotFound
+from chains.sessions import SESSION_ID_PATTERN, SessionStore
+
+SessionId = Path(pattern=SESSION_ID_PATTERN, description="The session id given to /chat or /v1")
 
 
 def ops_router() -> APIRouter:
@@ -24,5 +30,24 @@ def ops_router() -> APIRouter:
         error = getattr(engine, "load_error", None)
         status = {"status": "failed", "error": str(error)} if error else {"status": "loading"}
         return JSONResponse({**status, **body}, status_code=503, headers={"Retry-After": "2"})
+
+    return router
+
+
+def sessions_router(sessions: SessionStore) -> APIRouter:
+    """GET /sessions/{id} (export the stored conversation) and DELETE /sessions/{id} (reset it)."""
+    router = APIRouter(prefix="/sessions", tags=["sessions"])
+
+    @router.get("/{session_id}")
+    async def export(session_id: str = SessionId) -> dict:
+        found = await run_in_threadpool(sessions.export, session_id)
+        if found is None:
+            raise NotFound(f"no session {session_id!r}: it has no stored turn (or was deleted)")
+        return found
+
+    @router.delete("/{session_id}")
+    async def reset(session_id: str = SessionId) -> dict:
+        removed = await run_in_threadpool(sessions.delete, session_id)
+        return {"session_id": session_id, "deleted_messages": removed}
 
     return router

@@ -8,16 +8,18 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
+from langchain_core.runnables import Runnable
 from langserve import add_routes
 
-from chains import build_chat_chain, build_generate_chain
+from chains import build_generate_chain
 from chains import chat as chat_chain
 from chains import classify as classify_chain
 from chains import generate as generate_chain
 from chains import summarize as summarize_chain
 from chains.backends import Backend
-from chains.errors import InvalidInput, ModelNotReady
+from chains.errors import InvalidInput
 from chains.knobs import validate_knobs
+from chains.sessions import SessionStore
 from chains.settings import Settings
 
 Preflight = Callable[[Backend, object, dict], None]
@@ -32,8 +34,7 @@ def request_checker(backend: Backend, settings: Settings, preflight: Preflight) 
         if not isinstance(configurable, dict):
             raise InvalidInput("config.configurable must be an object of knob values")
         knobs = validate_knobs(configurable, settings.max_new_tokens_limit)
-        if not backend.is_ready():
-            raise ModelNotReady(f"model {backend.model_name} is still loading; retry shortly", retry_after=2)
+        backend.require_ready()
         checked = {**config, "configurable": knobs.model_dump(exclude_none=True)}
         items = _inputs(await request.json(), _call_index(request))
         # token counting can take a while on a large body: keep it off the event loop
@@ -62,8 +63,13 @@ def _inputs(body: object, index: int) -> list:
     return inputs
 
 
-def mount_chains(app: FastAPI, backend: Backend, settings: Settings) -> None:
-    """/generate, /chat, /summarize, /classify: invoke, batch, stream, stream_events, schemas, playground."""
+def mount_chains(
+    app: FastAPI, backend: Backend, settings: Settings, chat: Runnable, sessions: SessionStore | None
+) -> None:
+    """/generate, /chat, /summarize, /classify: invoke, batch, stream, stream_events, schemas, playground.
+
+    `chat` is the chat chain the OpenAI route also serves (same sessions and limits).
+    """
     system = chat_chain.system_prompt_or_default(settings.system_prompt)
     add_routes(
         app,
@@ -73,10 +79,10 @@ def mount_chains(app: FastAPI, backend: Backend, settings: Settings) -> None:
     )
     add_routes(
         app,
-        build_chat_chain(backend, system),
+        chat,
         path="/chat",
         per_req_config_modifier=request_checker(
-            backend, settings, partial(chat_chain.preflight, system=system)
+            backend, settings, partial(chat_chain.preflight, system=system, sessions=sessions)
         ),
         playground_type="chat",
     )

@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.pop("HF_HUB_OFFLINE", None)  # the endpoint clients refuse every request when it is set
 os.environ.pop("TRANSFORMERS_OFFLINE", None)
+# sessions databases of this run (in-process apps and every server started here) stay out of the user's data
+os.environ["HFCHAIN_DATA_DIR"] = tempfile.mkdtemp(prefix="hfchain-test-data-")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -10,7 +10,7 @@ from langchain_core.language_models import BaseChatModel, BaseLLM
 from langchain_core.runnables import Runnable
 
 from chains.budget import Budget
-from chains.errors import UnknownBackend
+from chains.errors import ModelNotReady, UnknownBackend
 from chains.knobs import with_knobs
 from chains.settings import Settings
 
@@ -31,6 +31,11 @@ class Backend:
     stop: Callable[[], object] = lambda: None
     is_ready: Callable[[], bool] = lambda: True
     engine: object | None = field(default=None, repr=False)
+
+    def require_ready(self) -> None:
+        """Raise ModelNotReady (503, Retry-After) while the model is loading."""
+        if not self.is_ready():
+            raise ModelNotReady(f"model {self.model_name} is still loading; retry shortly", retry_after=2)
 
     def max_new_tokens_of(self, config: dict | None) -> int:
         """The max_new_tokens a call with this config will use."""

@@ -208,5 +208,6 @@ def build_endpoint_models(settings: Any) -> tuple[EndpointLLM, EndpointChatModel
         max_tokens=settings.max_new_tokens,
         temperature=settings.temperature,
         top_p=settings.top_p,
+        stream_usage=True,  # token counts on streams too (the OpenAI route reports them)
     )
     return llm, chat

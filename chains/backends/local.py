@@ -73,9 +73,7 @@ class LocalLLM(KnobFields, HuggingFacePipeline):
     ) -> LLMResult:
         ids = [self.checked(self.engine.tokens.prompt_ids(prompt)) for prompt in prompts]
         completions = self.engine.generate(ids, self.params(stop))
-        generations = [
-            [Generation(text=c.text, generation_info={"finish_reason": c.finish_reason})] for c in completions
-        ]
+        generations = [[Generation(text=c.text, generation_info=_info(c))] for c in completions]
         return LLMResult(generations=generations)
 
     def _stream(
@@ -86,11 +84,13 @@ class LocalLLM(KnobFields, HuggingFacePipeline):
         **kwargs: Any,
     ) -> Iterator[GenerationChunk]:
         ids = self.checked(self.engine.tokens.prompt_ids(prompt))
-        for text in self.engine.stream(ids, self.params(stop)):
+        stream = self.engine.stream(ids, self.params(stop))
+        for text in stream:
             chunk = GenerationChunk(text=text)
             if run_manager:
                 run_manager.on_llm_new_token(text, chunk=chunk)
             yield chunk
+        yield GenerationChunk(text="", generation_info=_info(stream.completion))
 
     async def _astream(
         self,
@@ -100,10 +100,13 @@ class LocalLLM(KnobFields, HuggingFacePipeline):
         **kwargs: Any,
     ) -> AsyncIterator[GenerationChunk]:
         ids = self.checked(self.engine.tokens.prompt_ids(prompt))
-        async for text in self.engine.astream(ids, self.params(stop)):
-            chunk = GenerationChunk(text=text)
+        async for piece in self.engine.astream(ids, self.params(stop)):
+            if isinstance(piece, Completion):
+                yield GenerationChunk(text="", generation_info=_info(piece))
+                return
+            chunk = GenerationChunk(text=piece)
             if run_manager:
-                await run_manager.on_llm_new_token(text, chunk=chunk)
+                await run_manager.on_llm_new_token(piece, chunk=chunk)
             yield chunk
 
 
@@ -149,13 +152,15 @@ class LocalChatModel(KnobFields, BaseChatModel):
         return [self._message(reply) for reply in self.engine.generate(prompts, self.params())]
 
     def _message(self, reply: Completion) -> AIMessage:
-        usage = {
-            "input_tokens": reply.prompt_tokens,
-            "output_tokens": reply.completion_tokens,
-            "total_tokens": reply.prompt_tokens + reply.completion_tokens,
-        }
         metadata = {"model_name": self.engine.name, "finish_reason": reply.finish_reason}
-        return AIMessage(content=reply.text, usage_metadata=usage, response_metadata=metadata)
+        return AIMessage(content=reply.text, usage_metadata=_usage(reply), response_metadata=metadata)
+
+    def _last_chunk(self, reply: Completion) -> ChatGenerationChunk:
+        """The stream's closing chunk: no text, the token usage and the finish reason."""
+        info = {"model_name": self.engine.name, "finish_reason": reply.finish_reason}
+        return ChatGenerationChunk(
+            message=AIMessageChunk(content="", usage_metadata=_usage(reply)), generation_info=info
+        )
 
     def _stream(
         self,
@@ -164,12 +169,13 @@ class LocalChatModel(KnobFields, BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        prompt = self._prompt(messages)
-        for text in self.engine.stream(prompt, self.params(stop)):
+        stream = self.engine.stream(self._prompt(messages), self.params(stop))
+        for text in stream:
             chunk = ChatGenerationChunk(message=AIMessageChunk(content=text))
             if run_manager:
                 run_manager.on_llm_new_token(text, chunk=chunk)
             yield chunk
+        yield self._last_chunk(stream.completion)
 
     async def _astream(
         self,
@@ -178,9 +184,29 @@ class LocalChatModel(KnobFields, BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        prompt = self._prompt(messages)
-        async for text in self.engine.astream(prompt, self.params(stop)):
-            chunk = ChatGenerationChunk(message=AIMessageChunk(content=text))
+        async for piece in self.engine.astream(self._prompt(messages), self.params(stop)):
+            if isinstance(piece, Completion):
+                yield self._last_chunk(piece)
+                return
+            chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece))
             if run_manager:
-                await run_manager.on_llm_new_token(text, chunk=chunk)
+                await run_manager.on_llm_new_token(piece, chunk=chunk)
             yield chunk
+
+
+def _usage(reply: Completion) -> dict[str, int]:
+    """LangChain's usage_metadata for a completion."""
+    return {
+        "input_tokens": reply.prompt_tokens,
+        "output_tokens": reply.completion_tokens,
+        "total_tokens": reply.prompt_tokens + reply.completion_tokens,
+    }
+
+
+def _info(reply: Completion) -> dict[str, object]:
+    """generation_info for a text completion: finish reason and token counts."""
+    return {
+        "finish_reason": reply.finish_reason,
+        "prompt_tokens": reply.prompt_tokens,
+        "completion_tokens": reply.completion_tokens,
+    }

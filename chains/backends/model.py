@@ -7,14 +7,15 @@ import logging
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from chains.budget import Budget
 from chains.errors import ModelNotReady
-from chains.stops import filter_stream, truncate_at_stop
+from chains.stops import StopFilter, filter_stream, truncate_at_stop
 from chains.tokens import Tokens
 
 log = logging.getLogger(__name__)
@@ -201,21 +202,23 @@ class LocalModel:
 
     def stream(self, prompt: list[int], params: GenerationParams) -> TokenStream:
         """Text pieces as tokens are decoded; close() (from any thread) stops the generation."""
-        from transformers import TextIteratorStreamer
-
         self._require_ready()
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        streamer = _counting_streamer_class()(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         cancelled = threading.Event()
         job = self._worker.submit(self._stream_job, prompt, params, streamer, cancelled)
-        return TokenStream(filter_stream(streamer, params.stop), job, cancelled)
+        return TokenStream(streamer, params, len(prompt), job, cancelled)
 
-    async def astream(self, prompt: list[int], params: GenerationParams) -> AsyncIterator[str]:
-        """Async stream; a cancelled consumer (a client that left) stops the generation."""
+    async def astream(self, prompt: list[int], params: GenerationParams) -> AsyncIterator[str | Completion]:
+        """Async stream of text pieces, then the Completion (the whole text, counts and finish reason).
+
+        A cancelled consumer (a client that left) stops the generation.
+        """
         stream = self.stream(prompt, params)
         loop = asyncio.get_running_loop()
         try:
             while (text := await loop.run_in_executor(None, next, stream, None)) is not None:
                 yield text
+            yield stream.completion
         finally:
             stream.close()
 
@@ -245,11 +248,43 @@ class LocalModel:
             streamer.text_queue.put(streamer.stop_signal)  # always end the consumer's loop
 
 
-class TokenStream:
-    """The text of one streamed generation; close() stops it at the next token."""
+@cache
+def _counting_streamer_class() -> type:
+    """Made on first use: importing transformers at module import would slow every start."""
+    from transformers import TextIteratorStreamer
 
-    def __init__(self, texts: Iterator[str], job: Future, cancelled: threading.Event) -> None:
-        self._texts, self._job, self._cancelled = texts, job, cancelled
+    class CountingStreamer(TextIteratorStreamer):
+        """TextIteratorStreamer that also counts the tokens generated after the prompt."""
+
+        generated = 0
+
+        def put(self, value: Any) -> None:
+            if not (self.skip_prompt and self.next_tokens_are_prompt):
+                self.generated += value.numel()
+            super().put(value)
+
+    return CountingStreamer
+
+
+class TokenStream:
+    """The text of one streamed generation; close() stops it at the next token.
+
+    Once iterated to the end, `completion` holds the whole text, the token counts and the finish reason.
+    """
+
+    def __init__(
+        self,
+        streamer: Any,
+        params: GenerationParams,
+        prompt_tokens: int,
+        job: Future,
+        cancelled: threading.Event,
+    ) -> None:
+        self._stops = StopFilter(params.stop)
+        self._texts = filter_stream(streamer, self._stops)
+        self._streamer, self._params, self._prompt_tokens = streamer, params, prompt_tokens
+        self._job, self._cancelled = job, cancelled
+        self._pieces: list[str] = []
 
     def __iter__(self) -> TokenStream:
         return self
@@ -258,11 +293,21 @@ class TokenStream:
         try:
             while not (text := next(self._texts)):
                 pass
+            self._pieces.append(text)
             return text
         except StopIteration:
             self.close()  # ended by a stop sequence: no need to generate further
             self._job.result()  # re-raise a generation error
             raise
+
+    @property
+    def completion(self) -> Completion:
+        """The generation so far as a Completion (final once the stream has ended)."""
+        generated = self._streamer.generated
+        ended = self._stops.stopped or generated < self._params.max_new_tokens
+        return Completion(
+            "".join(self._pieces), self._prompt_tokens, generated, "stop" if ended else "length"
+        )
 
     def close(self) -> None:
         """Stop generating (thread-safe; a no-op once finished)."""

@@ -1,0 +1,70 @@
+"""Error bodies in the protocol each route speaks: OpenAI's on /v1, TGI's on POST /, ours elsewhere."""
+
+from __future__ import annotations
+
+import contextvars
+from typing import Any
+
+from fastapi import Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+
+from chains.errors import HfchainError
+
+request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+OPENAI_PREFIX = "/v1/"
+TGI_PATHS = {"/"}
+# TGI's error_type values, which huggingface_hub turns into its typed errors
+TGI_TYPES = {400: "validation", 413: "validation", 422: "validation", 429: "overloaded", 503: "overloaded"}
+
+
+def error_body(
+    path: str,
+    status: int,
+    message: str,
+    request_id: str,
+    kind: str = "invalid_request_error",
+    param: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The JSON error body for `path`, carrying the message that says what to fix."""
+    if path.startswith(OPENAI_PREFIX):
+        kind = kind if status < 500 or kind != "invalid_request_error" else "server_error"
+        error = {"message": message, "type": kind, "param": param, "code": kind if status != 400 else None}
+        return {"error": error, "request_id": request_id}
+    if path in TGI_PATHS:
+        return {"error": message, "error_type": TGI_TYPES.get(status, "generation"), "request_id": request_id}
+    return {"detail": message, "type": kind, **(extra or {}), "request_id": request_id}
+
+
+def openai_status(path: str, status: int) -> int:
+    """OpenAI answers every invalid request with 400; keep our other codes (413, 429, 503, ...)."""
+    return 400 if path.startswith(OPENAI_PREFIX) and status == 422 else status
+
+
+async def domain_error(request: Request, error: HfchainError) -> JSONResponse:
+    """A typed domain error as a 4xx/5xx in the route's protocol, with Retry-After when known."""
+    path = request.url.path
+    retry = error.details.get("retry_after")
+    headers = {"Retry-After": str(retry)} if retry else None
+    status = openai_status(path, error.status_code)
+    rid = request_id_var.get()
+    body = error_body(path, status, error.message, rid, error.error_type, None, error.details)
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+async def invalid_input(request: Request, error: ValidationError | RequestValidationError) -> JSONResponse:
+    """Input that failed validation: 422 listing each problem (400 with the first one on /v1)."""
+    path, rid = request.url.path, request_id_var.get()
+    problems = error.errors()
+    if path.startswith(OPENAI_PREFIX) or path in TGI_PATHS:
+        first = problems[0] if problems else {"loc": (), "msg": "invalid request"}
+        loc = [str(part) for part in first.get("loc", ()) if part != "body"]
+        message = f"{'.'.join(loc) or 'request'}: {first['msg']}"
+        status = openai_status(path, 422)
+        return JSONResponse(error_body(path, status, message, rid, param=".".join(loc) or None), status)
+    if isinstance(error, ValidationError):
+        problems = error.errors(include_url=False, include_context=False)
+    return JSONResponse({"detail": jsonable_encoder(problems), "request_id": rid}, status_code=422)

@@ -1,0 +1,200 @@
+"""OpenAI-compatible routes: POST /v1/chat/completions and GET /v1/models, over the /chat chain."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Header, Request
+from fastapi.concurrency import run_in_threadpool
+from langchain_core.messages import AIMessageChunk
+from langchain_core.runnables import Runnable
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from sse_starlette.sse import EventSourceResponse
+
+from chains import chat as chat_chain
+from chains.errors import HfchainError, NotFound
+from chains.knobs import validate_knobs
+from server.errors import error_body, openai_status, request_id_var
+
+log = logging.getLogger("hfchain.server")
+
+
+class StreamOptions(BaseModel):
+    """OpenAI's stream_options."""
+
+    include_usage: bool = False
+
+
+class ChatCompletionRequest(BaseModel):
+    """The parts of OpenAI's chat completion request that hfchain serves; other fields are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str | None = Field(None, description="Any name: this server serves one model and reports its name")
+    messages: list[dict[str, Any]] = Field(min_length=1)
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1, description="Takes precedence over max_tokens")
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    n: int = Field(1, description="Only 1 is supported")
+    user: str | None = Field(None, description="Used as the session id when x-session-id is not sent")
+    tools: list[Any] | None = None
+
+    @field_validator("n")
+    @classmethod
+    def _one_choice(cls, n: int) -> int:
+        if n != 1:
+            raise ValueError("only n=1 is supported: send n separate requests for more choices")
+        return n
+
+    @field_validator("tools")
+    @classmethod
+    def _no_tools(cls, tools: list[Any] | None) -> list[Any] | None:
+        if tools:
+            raise ValueError("tool calling is not supported by this server: leave tools out")
+        return tools
+
+    def knobs(self) -> dict[str, Any]:
+        """The request's generation knobs, by their hfchain names."""
+        knobs = {
+            "max_new_tokens": self.max_completion_tokens or self.max_tokens,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "stop": [self.stop] if isinstance(self.stop, str) else self.stop,
+            "seed": self.seed,
+        }
+        return {k: v for k, v in knobs.items() if v is not None}
+
+
+def openai_router(chain: Runnable, sessions_from_user: bool = True) -> APIRouter:
+    """The /v1 routes, answering with `chain` (the same chat chain, sessions and limits as /chat)."""
+    router = APIRouter(prefix="/v1", tags=["openai"])
+
+    @router.get("/models")
+    def models(request: Request) -> dict:
+        return {"object": "list", "data": [_model_card(request)]}
+
+    @router.get("/models/{model_id:path}")
+    def model(model_id: str, request: Request) -> dict:
+        card = _model_card(request)
+        if model_id != card["id"]:
+            raise NotFound(f"model {model_id!r} is not served here; this server serves {card['id']!r}")
+        return card
+
+    @router.post("/chat/completions")
+    async def chat_completions(
+        body: ChatCompletionRequest,
+        request: Request,
+        x_session_id: str | None = Header(None, description="Keep the conversation server-side"),
+    ) -> Any:
+        app = request.app.state
+        session_id = x_session_id or (body.user if sessions_from_user else None)
+        value = {"messages": body.messages, **({"session_id": session_id} if session_id else {})}
+        chat_chain.ChatInput.model_validate(value)  # bad messages or session id -> 400 before any work
+        knobs = validate_knobs(body.knobs(), app.settings.max_new_tokens_limit).model_dump(exclude_none=True)
+        config = {"configurable": knobs}
+        app.backend.require_ready()
+        await run_in_threadpool(
+            chat_chain.preflight, app.backend, value, config, app.system_prompt, app.sessions
+        )
+        reply = Reply(request_id_var.get(), app.backend.model_name)
+        if body.stream:
+            include_usage = bool(body.stream_options and body.stream_options.include_usage)
+            events = reply.events(chain.astream(value, config), include_usage, request.url.path)
+            return EventSourceResponse(events, sep="\n", ping=15)
+        return reply.completion(await chain.ainvoke(value, config))
+
+    return router
+
+
+class Reply:
+    """Builds the chat.completion object, or the chat.completion.chunk events, of one request."""
+
+    def __init__(self, request_id: str, model: str) -> None:
+        self.id, self.model, self.created = f"chatcmpl-{request_id}", model, int(time.time())
+
+    def completion(self, message: Any) -> dict[str, Any]:
+        """The non-streamed reply."""
+        return {
+            **self._head("chat.completion"),
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": message.content},
+                    "finish_reason": _finish_reason(message.response_metadata),
+                    "logprobs": None,
+                }
+            ],
+            "usage": _usage(message.usage_metadata),
+        }
+
+    async def events(
+        self, chunks: AsyncIterator[AIMessageChunk], include_usage: bool, path: str
+    ) -> AsyncIterator[str]:
+        """SSE data: the role first, content deltas, the finish reason, usage if asked, then [DONE]."""
+        usage = {"usage": None} if include_usage else {}
+        yield self._chunk({"role": "assistant", "content": ""}, None, usage)
+        total: AIMessageChunk | None = None
+        try:
+            async for chunk in chunks:
+                total = chunk if total is None else total + chunk
+                if chunk.content:
+                    yield self._chunk({"content": chunk.content}, None, usage)
+        except Exception as error:  # the status line is sent: report it in the stream, as OpenAI does
+            yield stream_error(path, error)
+            return
+        metadata = total.response_metadata if total is not None else {}
+        yield self._chunk({}, _finish_reason(metadata), usage)
+        if include_usage:
+            counts = total.usage_metadata if total is not None else None
+            yield json.dumps({**self._head("chat.completion.chunk"), "choices": [], "usage": _usage(counts)})
+        yield "[DONE]"
+
+    def _head(self, kind: str) -> dict[str, Any]:
+        return {"id": self.id, "object": kind, "created": self.created, "model": self.model}
+
+    def _chunk(self, delta: dict, finish_reason: str | None, extra: dict) -> str:
+        choice = {"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}
+        return json.dumps({**self._head("chat.completion.chunk"), "choices": [choice], **extra})
+
+
+def stream_error(path: str, error: Exception) -> str:
+    """An error that happened after the stream began, as an SSE data payload (logged if unexpected)."""
+    rid = request_id_var.get()
+    if isinstance(error, HfchainError):
+        status = openai_status(path, error.status_code)
+        return json.dumps(error_body(path, status, error.message, rid, error.error_type))
+    log.error("stream failed in %s (request %s)", path, rid, exc_info=error)
+    message = f"internal server error (request {rid}): see the server log"
+    return json.dumps(error_body(path, 500, message, rid, "server_error"))
+
+
+def _model_card(request: Request) -> dict[str, Any]:
+    state = request.app.state
+    return {
+        "id": state.backend.model_name,
+        "object": "model",
+        "created": state.started,
+        "owned_by": "hfchain",
+    }
+
+
+def _finish_reason(metadata: dict) -> str:
+    """OpenAI's finish_reason: "length" when max_tokens cut the reply, else "stop"."""
+    return "length" if metadata.get("finish_reason") == "length" else "stop"
+
+
+def _usage(counts: dict | None) -> dict[str, int] | None:
+    """OpenAI's usage from LangChain's usage_metadata (None when the model did not report it)."""
+    if not counts:
+        return None
+    prompt, completion = counts.get("input_tokens", 0), counts.get("output_tokens", 0)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
