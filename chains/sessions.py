@@ -66,7 +66,7 @@ class SessionStore:
             if self.engine.dialect.name == "sqlite":
                 event.listen(self.engine, "connect", _sqlite_pragmas)
             metadata.create_all(self.engine)
-        except (ArgumentError, NoSuchModuleError, ModuleNotFoundError, SQLAlchemyError) as error:
+        except (ArgumentError, NoSuchModuleError, ModuleNotFoundError, OSError, SQLAlchemyError) as error:
             raise SessionsUnavailable(
                 f"cannot open the sessions database {_safe(url)} ({error.__class__.__name__}: {error}); "
                 "check HFCHAIN_SESSIONS_URL (a SQLAlchemy URL, e.g. sqlite:///path/sessions.db or "

@@ -7,7 +7,7 @@ import logging
 import uuid
 from typing import Any
 
-from server.errors import error_body, request_id_var
+from server.errors import error_body, openai_status, request_id_var
 
 log = logging.getLogger("hfchain.server")
 
@@ -70,6 +70,7 @@ class RequestGuard:
         )
         if isinstance(checked, tuple):
             status, message = checked
+            status = openai_status(scope.get("path", ""), status)
             body = error_body(scope.get("path", ""), status, message, rid)
             for part in _json_response(status, body, rid_header):
                 await send(part)

@@ -146,17 +146,26 @@ def tgi_router(llm: Runnable) -> APIRouter:
 async def _generation(llm: Runnable, body: TgiRequest, config: dict) -> AsyncIterator[GenerationChunk]:
     """The LLM's stream as GenerationChunks: text pieces, then one with the finish info (if reported).
 
-    LLM.astream yields bare strings; its end event carries the generation_info.
+    LLM.astream yields bare strings; its end event carries the generation_info (and the text, for
+    models that do not stream).
     """
+    streamed = False
     async for event in llm.astream_events(body.inputs, config, version="v2"):
         if event["event"] == "on_llm_stream":
+            streamed = True
             yield GenerationChunk(text=str(event["data"]["chunk"]))
         elif event["event"] == "on_llm_end":
-            output = event["data"]["output"]
-            generations = output["generations"] if isinstance(output, dict) else output.generations
-            first = generations[0][0] if generations and generations[0] else {}
-            info = first.get("generation_info") if isinstance(first, dict) else first.generation_info
-            yield GenerationChunk(text="", generation_info=info or {})
+            text, info = _first_generation(event["data"]["output"])
+            yield GenerationChunk(text="" if streamed else text, generation_info=info)
+
+
+def _first_generation(output: Any) -> tuple[str, dict]:
+    """(text, generation_info) of an LLMResult, or of its dict form."""
+    generations = output["generations"] if isinstance(output, dict) else output.generations
+    first = generations[0][0] if generations and generations[0] else {}
+    if isinstance(first, dict):
+        return first.get("text", ""), first.get("generation_info") or {}
+    return first.text, first.generation_info or {}
 
 
 async def _collect(events: AsyncIterator[GenerationChunk]) -> tuple[str, dict]:

@@ -106,3 +106,12 @@ def server(embedded_backend) -> Iterator[ServerProcess]:
     proc = hfchain_server(HFCHAIN_BACKEND="local", HFCHAIN_MAX_NEW_TOKENS="32").wait("/ready")
     yield proc
     proc.stop()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_sse_exit_event():
+    """sse-starlette keeps one exit event per process, bound to the first event loop that streamed;
+    each TestClient runs its own loop, so forget it between tests (one loop per process in production)."""
+    from sse_starlette.sse import AppStatus
+
+    AppStatus.should_exit_event = None

@@ -1,0 +1,110 @@
+"""The session store (SQLite in a temp folder) and the chat chain's use of it, over fake models."""
+
+import threading
+
+import pytest
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+from pydantic import ValidationError
+
+from chains.chat import build_chat_chain
+from chains.errors import InvalidInput
+from chains.sessions import SessionStore, SessionsUnavailable
+from tests.unit.fakes import fake_backend
+
+
+@pytest.fixture
+def store(tmp_path):
+    sessions = SessionStore(f"sqlite:///{tmp_path}/nested/sessions.db")
+    yield sessions
+    sessions.close()
+
+
+def test_turns_round_trip_in_order(store):
+    store.append("s1", [HumanMessage("hi"), AIMessage("hello")])
+    store.append("s1", [HumanMessage("again"), AIMessage("yes")])
+    store.append("other", [HumanMessage("elsewhere"), AIMessage("no")])
+    assert [m.content for m in store.history("s1")] == ["hi", "hello", "again", "yes"]
+    assert [type(m) for m in store.history("s1")] == [HumanMessage, AIMessage] * 2
+    exported = store.export("s1")
+    assert exported["turns"] == 2 and exported["messages"][0] == {"role": "user", "content": "hi"}
+    assert store.history("new") == [] and store.export("new") is None
+
+
+def test_delete_resets_one_session(store):
+    store.append("s1", [HumanMessage("hi"), AIMessage("hello")])
+    store.append("s2", [HumanMessage("hi"), AIMessage("hello")])
+    assert store.delete("s1") == 2 and store.delete("s1") == 0
+    assert store.history("s1") == [] and len(store.history("s2")) == 2
+
+
+def test_a_second_store_on_the_same_file_sees_the_turns(store, tmp_path):
+    store.append("s1", [HumanMessage("kept"), AIMessage("ok")])
+    again = SessionStore(store.url)
+    assert [m.content for m in again.history("s1")] == ["kept", "ok"]
+    again.close()
+
+
+def test_concurrent_appends_lose_nothing_and_keep_turns_whole(store):
+    def turn(i: int) -> None:
+        store.append("busy", [HumanMessage(f"q{i}"), AIMessage(f"a{i}")])
+
+    threads = [threading.Thread(target=turn, args=(i,)) for i in range(40)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    contents = [m.content for m in store.history("busy")]
+    assert len(contents) == 80
+    pairs = list(zip(contents[::2], contents[1::2], strict=True))
+    assert sorted(pairs) == sorted((f"q{i}", f"a{i}") for i in range(40))
+    assert all(q[1:] == a[1:] for q, a in pairs)  # each question is followed by its own answer
+
+
+@pytest.mark.parametrize("url", ["nosuchdb://x", "sqlite:////proc/forbidden/sessions.db"])
+def test_an_unusable_database_url_names_the_setting(url):
+    with pytest.raises(SessionsUnavailable, match="HFCHAIN_SESSIONS_URL"):
+        SessionStore(url)
+
+
+def test_chat_chain_prepends_the_history_and_stores_the_turn(store):
+    backend = fake_backend(["first reply", "second reply"])
+    chain = build_chat_chain(backend, "be brief", store)
+    chain.invoke({"messages": [{"role": "user", "content": "one"}], "session_id": "c1"})
+    reply = chain.invoke(
+        {
+            "messages": [{"role": "system", "content": "new rules"}, {"role": "user", "content": "two"}],
+            "session_id": "c1",
+        }
+    )
+    assert reply.content == "second reply" and reply.response_metadata["session_id"] == "c1"
+    stored = store.history("c1")
+    assert [m.content for m in stored] == ["one", "first reply", "two", "second reply"]
+    assert not any(isinstance(m, SystemMessage) for m in stored)  # system messages apply to one turn
+
+
+def test_streamed_turns_are_stored_once_complete(store):
+    chain = build_chat_chain(fake_backend(["streamed words"]), None, store)
+    chunks = list(chain.stream({"messages": [{"role": "user", "content": "go"}], "session_id": "st"}))
+    assert len(chunks) > 1
+    assert [m.content for m in store.history("st")] == ["go", "streamed words"]
+
+
+def test_an_abandoned_stream_stores_nothing(store):
+    chain = build_chat_chain(fake_backend(["streamed words"]), None, store)
+    stream = chain.stream({"messages": [{"role": "user", "content": "go"}], "session_id": "gone"})
+    next(stream)
+    stream.close()
+    assert store.history("gone") == []
+
+
+@pytest.mark.parametrize("session_id", ["", "has space", "x" * 200, "../etc", "-lead"])
+def test_bad_session_ids_are_refused(store, session_id):
+    chain = build_chat_chain(fake_backend(), None, store)
+    with pytest.raises(ValidationError, match="session_id"):
+        chain.invoke({"messages": [{"role": "user", "content": "x"}], "session_id": session_id})
+
+
+def test_session_id_without_a_store_says_so():
+    chain = build_chat_chain(fake_backend(), None, None)
+    with pytest.raises(InvalidInput, match="sessions are not enabled"):
+        chain.invoke({"messages": [{"role": "user", "content": "x"}], "session_id": "s"})
