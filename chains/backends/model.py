@@ -185,9 +185,14 @@ class LocalModel:
         ]
 
     def _completion(self, ids: list[int], prompt_tokens: int, params: GenerationParams) -> Completion:
-        ids = [i for i in ids if i != self.tokenizer.pad_token_id]
+        """One row of a batch: its tokens up to and including EOS (the padding after it is not counted)."""
+        eos = self.model.generation_config.eos_token_id
+        eos = set(eos if isinstance(eos, list) else [eos]) - {None}
+        end = next((i for i, t in enumerate(ids) if t in eos or t == self.tokenizer.pad_token_id), None)
+        if end is not None:
+            ids = ids[: end + 1] if ids[end] in eos else ids[:end]
         text, stopped = truncate_at_stop(self.tokenizer.decode(ids, skip_special_tokens=True), params.stop)
-        ended = stopped or len(ids) < params.max_new_tokens
+        ended = stopped or len(ids) < params.max_new_tokens or bool(ids and ids[-1] in eos)
         return Completion(text, prompt_tokens, len(ids), "stop" if ended else "length")
 
     def _batch(self, prompts: list[list[int]]) -> Any:

@@ -1,15 +1,17 @@
 """The endpoint backend against real servers on loopback, through the real huggingface_hub client.
 
-Text generation: a TGI-protocol responder (tgi_responder.py) over the embedded model.
-Chat: `transformers serve` running the embedded model (OpenAI /v1/chat/completions, pinned model name).
+Upstream: a second hfchain instance (the `server` fixture: TGI protocol on POST /, OpenAI chat on /v1),
+and `transformers serve` for a server pinned to one model name.
 """
 
 import sys
 from pathlib import Path
 
 import httpx
+import openai
 import pytest
 from langchain_core.messages import AIMessage
+from langchain_huggingface import ChatHuggingFace, HuggingFaceEndpoint
 
 from chains import build_backend, build_chat_chain, build_generate_chain, load_settings
 from tests.conftest import ServerProcess, free_port, hfchain_server
@@ -20,11 +22,9 @@ QUESTION = {"messages": [{"role": "user", "content": "What is the capital of Fra
 
 
 @pytest.fixture(scope="module")
-def tgi(model_folder):
-    args = [sys.executable, str(HERE / "tgi_responder.py"), "--model", model_folder, "--port", "{port}"]
-    proc = ServerProcess(args).wait("/health", timeout=120)
-    yield proc
-    proc.stop()
+def tgi(server):
+    """An hfchain instance is the TGI-protocol (and OpenAI chat) endpoint."""
+    return server
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +78,28 @@ def test_chat_through_chat_completions_with_pinned_model_name(openai_server, mod
     assert len(chunks) >= 3 and "Paris" in "".join(chunks)
 
 
+def test_chat_through_hfchain_chat_completions(tgi):
+    chain = build_chat_chain(endpoint_backend(tgi.url))
+    reply = chain.invoke(QUESTION, config=GREEDY)
+    assert isinstance(reply, AIMessage) and "Paris" in reply.content
+    assert reply.usage_metadata["output_tokens"] > 0
+    chunks = list(chain.stream(QUESTION, config=GREEDY))
+    assert len(chunks) >= 3 and "".join(c.content for c in chunks) == reply.content
+
+
+def test_stock_langchain_wrappers_over_hfchain(tgi):
+    # greedy, as TGI reads it: no temperature, top_p or typical_p (the defaults, 0.8/0.95/0.95, sample)
+    llm = HuggingFaceEndpoint(
+        endpoint_url=tgi.url, max_new_tokens=12, temperature=None, top_p=None, typical_p=None
+    )
+    text = llm.invoke("The capital of France is")
+    assert "Paris" in text and "".join(llm.stream("The capital of France is")) == text
+    chat = ChatHuggingFace(llm=llm)  # sends model "dummy": hfchain answers with its one model
+    reply = chat.invoke(QUESTION["messages"])
+    assert "Paris" in reply.content and reply.response_metadata["finish_reason"] in {"stop", "length"}
+    assert "".join(c.content for c in chat.stream(QUESTION["messages"])) == reply.content
+
+
 def test_hfchain_server_generates_through_a_tgi_endpoint(tgi):
     server = hfchain_server(HFCHAIN_BACKEND="endpoint", HFCHAIN_ENDPOINT_URL=tgi.url).wait("/ready")
     try:
@@ -86,6 +108,28 @@ def test_hfchain_server_generates_through_a_tgi_endpoint(tgi):
         assert response.status_code == 200 and "Paris" in response.json()["output"]
         streamed = httpx.post(f"{server.url}/generate/stream", json=body, timeout=60).text
         assert streamed.count("event: data") >= 3 and "event: end" in streamed
+    finally:
+        server.stop()
+
+
+def test_hfchain_server_chats_through_another_hfchain(tgi):
+    server = hfchain_server(HFCHAIN_BACKEND="endpoint", HFCHAIN_ENDPOINT_URL=tgi.url).wait("/ready")
+    try:
+        body = {"input": QUESTION, "config": GREEDY}
+        response = httpx.post(f"{server.url}/chat/invoke", json=body, timeout=60)
+        assert response.status_code == 200 and "Paris" in response.json()["output"]["content"]
+        client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="x", max_retries=0, timeout=60)
+        chunks = list(
+            client.chat.completions.create(
+                model="m",
+                messages=QUESTION["messages"],
+                max_tokens=20,
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+        )
+        assert "Paris" in "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert chunks[-1].usage.completion_tokens > 0  # the upstream's counts, relayed
     finally:
         server.stop()
 

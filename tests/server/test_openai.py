@@ -1,0 +1,108 @@
+"""The OpenAI and TGI protocols on a real server, through the official openai client and huggingface_hub."""
+
+import httpx
+import openai
+import pytest
+from huggingface_hub import InferenceClient
+
+from chains.chat import system_prompt_or_default
+from chains.messages import coerce_messages, to_chat_dicts, with_system_prompt
+
+QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0, timeout=120)
+
+
+def prompt_tokens(backend, messages) -> int:
+    """The prompt's length as the server sends it: default system prompt, chat template, real tokenizer."""
+    full = with_system_prompt(coerce_messages(messages), system_prompt_or_default(None))
+    return len(backend.engine.tokens.chat_ids(to_chat_dicts(full)))
+
+
+def test_create_answers_with_usage_from_the_real_tokenizer(client, embedded_backend):
+    reply = client.chat.completions.create(model="any-name", messages=QUESTION, temperature=0, max_tokens=20)
+    assert "Paris" in reply.choices[0].message.content and reply.choices[0].message.role == "assistant"
+    assert reply.choices[0].finish_reason == "stop" and reply.model == "SmolLM2-135M-Instruct"
+    assert reply.usage.prompt_tokens == prompt_tokens(embedded_backend, QUESTION)
+    assert 0 < reply.usage.completion_tokens < 20
+    assert reply.usage.total_tokens == reply.usage.prompt_tokens + reply.usage.completion_tokens
+
+
+def test_max_tokens_cut_gives_finish_reason_length(client):
+    reply = client.chat.completions.create(model="m", messages=QUESTION, max_tokens=3)
+    assert reply.choices[0].finish_reason == "length" and reply.usage.completion_tokens == 3
+
+
+def test_stream_with_usage_matches_the_plain_reply(client):
+    plain = client.chat.completions.create(model="m", messages=QUESTION, max_tokens=20)
+    chunks = list(
+        client.chat.completions.create(
+            model="m", messages=QUESTION, max_tokens=20, stream=True, stream_options={"include_usage": True}
+        )
+    )
+    assert len({c.id for c in chunks}) == 1 and chunks[0].choices[0].delta.role == "assistant"
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == plain.choices[0].message.content and len(chunks) > 4
+    reasons = [c.choices[0].finish_reason for c in chunks if c.choices]
+    assert reasons[-1] == "stop" and not any(reasons[:-1])
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == plain.usage.completion_tokens
+
+
+def test_errors_are_raised_as_typed_openai_exceptions(client):
+    with pytest.raises(openai.BadRequestError, match="n=1"):
+        client.chat.completions.create(model="m", messages=QUESTION, n=2)
+    with pytest.raises(openai.BadRequestError, match="temperature"):
+        client.chat.completions.create(model="m", messages=QUESTION, temperature=9)
+    with pytest.raises(openai.APIStatusError) as too_long:
+        client.chat.completions.create(model="m", messages=[{"role": "user", "content": "word " * 9000}])
+    assert too_long.value.status_code == 413 and "shorten the input" in too_long.value.message
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("not-this-one")
+
+
+def test_models_and_request_ids(client, server):
+    assert [m.id for m in client.models.list()] == ["SmolLM2-135M-Instruct"]
+    raw = client.chat.completions.with_raw_response.create(
+        model="m", messages=QUESTION, max_tokens=2, extra_headers={"x-request-id": "trace-7"}
+    )
+    assert raw.headers["x-request-id"] == "trace-7" and raw.parse().id == "chatcmpl-trace-7"
+    bad = httpx.post(f"{server.url}/v1/chat/completions", content=b"{", timeout=30)
+    assert bad.status_code == 400 and bad.headers["x-request-id"] and bad.json()["error"]["message"]
+
+
+def test_inference_client_chat_completion(server):
+    hub = InferenceClient(base_url=server.url)
+    reply = hub.chat_completion(QUESTION, max_tokens=20)
+    assert "Paris" in reply.choices[0].message.content and reply.usage.completion_tokens > 0
+    streamed = "".join(
+        c.choices[0].delta.content or ""
+        for c in hub.chat_completion(QUESTION, max_tokens=20, stream=True)
+        if c.choices
+    )
+    assert streamed == reply.choices[0].message.content
+
+
+def test_inference_client_text_generation(server):
+    hub = InferenceClient(model=server.url)
+    text = hub.text_generation("The capital of France is", max_new_tokens=12)
+    assert "Paris" in text and not text.startswith("The capital")
+    tokens = list(hub.text_generation("The capital of France is", max_new_tokens=12, stream=True))
+    assert len(tokens) > 3 and "".join(tokens) == text
+    detailed = hub.text_generation("The capital of France is", max_new_tokens=12, details=True)
+    assert detailed.generated_text == text and detailed.details.generated_tokens == 12
+    assert detailed.details.finish_reason == "length"
+    last = list(
+        hub.text_generation("The capital of France is", max_new_tokens=12, stream=True, details=True)
+    )[-1]
+    assert last.generated_text == text and last.details.input_length > 0
+
+
+def test_inference_client_gets_tgi_typed_errors(server):
+    hub = InferenceClient(model=server.url)
+    from huggingface_hub.errors import ValidationError as HubValidationError
+
+    with pytest.raises(HubValidationError, match="top_k"):
+        hub.text_generation("hi", top_k=5)
