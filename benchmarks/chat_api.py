@@ -1,8 +1,8 @@
 """What the chat protocols and sessions cost, side by side on one server (embedded model, greedy).
 
-1. One short chat turn through: the chat chain in-process (baseline), LangServe `/chat/invoke`,
-   `/v1/chat/completions`, and the same with a session (history loaded, turn stored). Median latency
-   over interleaved rounds; time to first token for `/chat/stream` and `/v1` streaming.
+1. One short chat turn through LangServe `/chat/invoke` (baseline), `/v1/chat/completions`, and the
+   same with a new session (history looked up, turn stored). Median latency over interleaved rounds;
+   time to first token for `/chat/stream` and `/v1` streaming.
 2. The session store alone (SQLite): loading a history and storing a turn, as sessions grow.
 
 Usage: .venv/bin/python benchmarks/chat_api.py [--rounds 7] [--max-tokens 16]
@@ -71,29 +71,28 @@ def timed(call: Callable[[], object]) -> float:
 def first_token(stream: Callable[[], object]) -> float:
     """Seconds until the first non-empty content arrives."""
     started = time.perf_counter()
-    for chunk in stream():
-        if chunk:
-            return time.perf_counter() - started
-    return float("nan")
+    chunks = stream()
+    try:
+        for chunk in chunks:
+            if chunk:
+                return time.perf_counter() - started
+        return float("nan")
+    finally:
+        chunks.close()
 
 
 def protocol_table(url: str, rounds: int, max_tokens: int) -> list[tuple[str, float]]:
-    from chains import build_backend, build_chat_chain, load_settings
-
-    backend = build_backend(load_settings(backend="local", model=None))
-    backend.engine.load()
-    chain = build_chat_chain(backend)
     config = {"configurable": {"max_new_tokens": max_tokens, "temperature": 0}}
     client = openai.OpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0, timeout=120)
     http = httpx.Client(base_url=url, timeout=120)
-    session = uuid.uuid4().hex
 
     def v1(**extra) -> object:
         return client.chat.completions.create(model="m", messages=QUESTION, max_tokens=max_tokens, **extra)
 
     def v1_stream():
-        for chunk in v1(stream=True):
-            yield chunk.choices[0].delta.content if chunk.choices else None
+        with v1(stream=True) as stream:  # leaving the block closes the connection: the server stops
+            for chunk in stream:
+                yield chunk.choices[0].delta.content if chunk.choices else None
 
     def chat_stream():
         body = {"input": {"messages": QUESTION}, "config": config}
@@ -104,14 +103,13 @@ def protocol_table(url: str, rounds: int, max_tokens: int) -> list[tuple[str, fl
                     yield data["content"]
 
     cases: dict[str, Callable[[], float]] = {
-        "in-process chain.invoke (baseline)": lambda: timed(
-            lambda: chain.invoke({"messages": QUESTION}, config=config)
-        ),
-        "LangServe /chat/invoke": lambda: timed(
+        "LangServe /chat/invoke (baseline)": lambda: timed(
             lambda: http.post("/chat/invoke", json={"input": {"messages": QUESTION}, "config": config})
         ),
         "/v1/chat/completions": lambda: timed(v1),
-        "/v1/chat/completions + session": lambda: timed(lambda: v1(extra_headers={"x-session-id": session})),
+        "/v1/chat/completions + new session": lambda: timed(
+            lambda: v1(extra_headers={"x-session-id": uuid.uuid4().hex})
+        ),
         "TTFT /chat/stream": lambda: first_token(chat_stream),
         "TTFT /v1 stream": lambda: first_token(v1_stream),
     }
@@ -121,7 +119,6 @@ def protocol_table(url: str, rounds: int, max_tokens: int) -> list[tuple[str, fl
     for _ in range(rounds):
         for name, case in cases.items():
             samples[name].append(case())
-    backend.stop()
     return [(name, statistics.median(values)) for name, values in samples.items()]
 
 

@@ -1,5 +1,7 @@
 """The OpenAI and TGI protocols on a real server, through the official openai client and huggingface_hub."""
 
+import time
+
 import httpx
 import openai
 import pytest
@@ -106,3 +108,39 @@ def test_inference_client_gets_tgi_typed_errors(server):
 
     with pytest.raises(HubValidationError, match="top_k"):
         hub.text_generation("hi", top_k=5)
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        (
+            "/v1/chat/completions",
+            {
+                "messages": [{"role": "user", "content": "Write a long essay."}],
+                "max_tokens": 2000,
+                "stream": True,
+            },
+        ),
+        (
+            "/",
+            {
+                "inputs": "A very long essay about the sea:",
+                "parameters": {"max_new_tokens": 2000},
+                "stream": True,
+            },
+        ),
+    ],
+)
+def test_leaving_a_protocol_stream_frees_the_model(server, path, body):
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        with http.stream("POST", path, json=body) as response:
+            assert response.status_code == 200
+            events = 0
+            for line in response.iter_lines():
+                events += line.startswith("data:")
+                if events == 3:
+                    break  # leave mid-stream: the connection closes with the block
+        started = time.monotonic()
+        quick = {"messages": QUESTION, "max_tokens": 2}
+        assert http.post("/v1/chat/completions", json=quick).status_code == 200
+    assert time.monotonic() - started < 30  # 2000 more tokens would hold the model for minutes
