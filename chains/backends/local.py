@@ -72,9 +72,18 @@ class LocalLLM(KnobFields, HuggingFacePipeline):
         **kwargs: Any,
     ) -> LLMResult:
         ids = [self.checked(self.engine.tokens.prompt_ids(prompt)) for prompt in prompts]
-        completions = self.engine.generate(ids, self.params(stop))
-        generations = [[Generation(text=c.text, generation_info=_info(c))] for c in completions]
-        return LLMResult(generations=generations)
+        return _llm_result(self.engine.generate(ids, self.params(stop)))
+
+    async def _agenerate(
+        self,
+        prompts: list[str],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> LLMResult:
+        """Awaits the engine (no worker thread); a cancelled caller cancels the generation."""
+        ids = [self.checked(self.engine.tokens.prompt_ids(prompt)) for prompt in prompts]
+        return _llm_result(await self.engine.agenerate(ids, self.params(stop)))
 
     def _stream(
         self,
@@ -113,8 +122,7 @@ class LocalLLM(KnobFields, HuggingFacePipeline):
 class LocalChatModel(KnobFields, BaseChatModel):
     """Chat model over LocalModel: applies the tokenizer's chat template, then generates.
 
-    Async calls use langchain-core's default (the sync path in a worker thread), which is what the
-    stock ChatHuggingFace over a pipeline lacks.
+    Async calls await the engine directly (the stock ChatHuggingFace over a pipeline has no async path).
     """
 
     @property
@@ -132,6 +140,17 @@ class LocalChatModel(KnobFields, BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         reply = self.engine.generate([self._prompt(messages)], self.params(stop))[0]
+        return ChatResult(generations=[ChatGeneration(message=self._message(reply))])
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        """Awaits the engine (no worker thread); a cancelled caller cancels the generation."""
+        reply = (await self.engine.agenerate([self._prompt(messages)], self.params(stop)))[0]
         return ChatResult(generations=[ChatGeneration(message=self._message(reply))])
 
     def batch(
@@ -192,6 +211,10 @@ class LocalChatModel(KnobFields, BaseChatModel):
             if run_manager:
                 await run_manager.on_llm_new_token(piece, chunk=chunk)
             yield chunk
+
+
+def _llm_result(completions: list[Completion]) -> LLMResult:
+    return LLMResult(generations=[[Generation(text=c.text, generation_info=_info(c))] for c in completions])
 
 
 def _usage(reply: Completion) -> dict[str, int]:

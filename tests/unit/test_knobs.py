@@ -48,7 +48,12 @@ def test_temperature_zero_means_greedy():
     assert kwargs["do_sample"] is False and kwargs["temperature"] is None
 
 
-def test_sampling_and_stop_strings():
-    kwargs = GenerationParams(temperature=0.7, top_p=0.9, stop=("###",)).generate_kwargs()
+def test_sampling_kwargs_and_batch_keys():
+    params = GenerationParams(temperature=0.7, top_p=0.9, stop=("###",))
+    kwargs = params.generate_kwargs()
     assert kwargs["do_sample"] is True and kwargs["temperature"] == 0.7 and kwargs["top_p"] == 0.9
-    assert kwargs["stop_strings"] == ["###"]
+    # stops, lengths and greedy rows batch together; sampling settings must match; seeded jobs run alone
+    assert GenerationParams(max_new_tokens=5).batch_key() == GenerationParams(stop=("x",)).batch_key()
+    assert params.batch_key() == GenerationParams(temperature=0.7, top_p=0.9).batch_key()
+    assert params.batch_key() != GenerationParams(temperature=0.8, top_p=0.9).batch_key()
+    assert GenerationParams(seed=1).batch_key() != GenerationParams(seed=1).batch_key()
