@@ -30,6 +30,7 @@ class Budget:
     tokens: Tokens | EstimatedTokens
     context_window: int
     margin: int = 16
+    max_input: int | None = None  # HFCHAIN_MAX_INPUT_TOKENS: a cap below what the context allows
 
     @property
     def counting(self) -> str:
@@ -38,16 +39,21 @@ class Budget:
 
     def limit(self, max_new_tokens: int) -> int:
         """Most prompt tokens (as sent, template included) a call may have."""
-        return self.context_window - max_new_tokens - self.margin
+        room = self.context_window - max_new_tokens - self.margin
+        return min(room, self.max_input) if self.max_input else room
 
     def check(self, prompt_tokens: int, max_new_tokens: int) -> None:
         """Raise InputTooLong (HTTP 413) with the numbers when the prompt cannot fit."""
         limit = self.limit(max_new_tokens)
         if prompt_tokens > limit:
+            why = (
+                f"this server's HFCHAIN_MAX_INPUT_TOKENS={self.max_input}"
+                if self.max_input and limit == self.max_input
+                else f"context window {self.context_window} - max_new_tokens {max_new_tokens} - margin "
+                f"{self.margin}"
+            )
             raise InputTooLong(
-                f"the input is {prompt_tokens} tokens but only {max(limit, 0)} fit "
-                f"(context window {self.context_window} - max_new_tokens {max_new_tokens} - margin "
-                f"{self.margin}): {ADVICE}",
+                f"the input is {prompt_tokens} tokens but only {max(limit, 0)} fit ({why}): {ADVICE}",
                 prompt_tokens=prompt_tokens,
                 budget=max(limit, 0),
                 context_window=self.context_window,

@@ -93,6 +93,29 @@ class Settings(BaseSettings):
     classify_method: Literal["embedding", "llm", "checkpoint"] = Field(
         "embedding", description="Default /classify method"
     )
+    max_batch_size: int = Field(16, ge=1, description="Most requests the local model generates for at once")
+    max_concurrent_requests: int = Field(
+        128, ge=1, description="Requests admitted at once (running plus waiting); more get 429"
+    )
+    max_tokens_in_flight: int = Field(
+        131072, ge=1, description="Prompt plus max_new_tokens of all admitted generations; more get 429"
+    )
+    queue_timeout: float = Field(
+        120.0, gt=0, description="Seconds a request may wait for the model; then 503"
+    )
+    max_input_tokens: int | None = Field(
+        None, ge=1, description="Most prompt tokens a request may send (default: what fits the context)"
+    )
+    max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024, description="Largest request body accepted")
+    api_keys: SecretStr | None = Field(
+        None, description="Comma-separated API keys; when set, every route but /health and /ready needs one"
+    )
+    api_keys_file: Path | None = Field(None, description="File with one API key per line (# comments)")
+    playground: bool = Field(True, description="Serve the LangServe playgrounds")
+    cors_origins: str = Field("", description="Comma-separated origins allowed by CORS (* for any)")
+    log_format: Literal["text", "json"] = Field(
+        "text", description="Log lines as text or one JSON object each"
+    )
     host: str = Field("127.0.0.1", description="Address the server binds to")
     port: int = Field(8000, ge=1, le=65535, description="Port the server binds to")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level")
@@ -106,9 +129,24 @@ class Settings(BaseSettings):
             )
         if self.endpoint_url and self.repo_id:
             raise ValueError("set only one of HFCHAIN_ENDPOINT_URL and HFCHAIN_REPO_ID")
+        if self.api_keys_file and not self.api_keys_file.is_file():
+            raise ValueError(f"HFCHAIN_API_KEYS_FILE={self.api_keys_file} is not a readable file")
         if self.max_new_tokens > self.max_new_tokens_limit:
             raise ValueError("HFCHAIN_MAX_NEW_TOKENS must not exceed HFCHAIN_MAX_NEW_TOKENS_LIMIT")
         return self
+
+    def keys(self) -> list[str]:
+        """The API keys from HFCHAIN_API_KEYS and HFCHAIN_API_KEYS_FILE (empty: no auth)."""
+        keys = (self.api_keys.get_secret_value() if self.api_keys else "").split(",")
+        if self.api_keys_file:
+            lines = self.api_keys_file.read_text().splitlines()
+            keys += [line for line in lines if not line.lstrip().startswith("#")]
+        return [k.strip() for k in keys if k.strip()]
+
+    @property
+    def origins(self) -> list[str]:
+        """CORS origins from HFCHAIN_CORS_ORIGINS."""
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
 
     @property
     def sessions_database(self) -> str:

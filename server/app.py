@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from pydantic import ValidationError
 
 from chains.backends import Backend, build_backend
@@ -15,15 +16,17 @@ from chains.chat import build_chat_chain, system_prompt_or_default
 from chains.errors import HfchainError
 from chains.sessions import SessionStore
 from chains.settings import Settings, get_settings
+from server.auth import ApiKeyGuard
 from server.errors import domain_error, invalid_input
 from server.guard import RequestGuard
+from server.limits import Admission, InFlight
 from server.openai_api import openai_router
 from server.ops import ops_router, sessions_router
 from server.routes import mount_chains
+from server.telemetry import Metrics, MetricsObserver, Telemetry
 from server.tgi_api import tgi_router
 
 log = logging.getLogger("hfchain.server")
-MAX_BODY_BYTES = 2 * 1024 * 1024
 
 
 def create_app(
@@ -59,5 +62,31 @@ def create_app(
     app.add_exception_handler(HfchainError, domain_error)
     app.add_exception_handler(ValidationError, invalid_input)
     app.add_exception_handler(RequestValidationError, invalid_input)
-    app.add_middleware(RequestGuard, max_body_bytes=MAX_BODY_BYTES)
+    add_middleware(app, settings, backend)
     return app
+
+
+def add_middleware(app: FastAPI, settings: Settings, backend: Backend) -> None:
+    """Outermost first: telemetry, request guard (ids, bodies, disconnects), CORS, API keys, admission."""
+    metrics, in_flight = Metrics(), InFlight()
+    engine = getattr(backend.engine, "engine", None)  # the local model's batching engine
+    if engine is not None:
+        engine.observer = MetricsObserver(metrics)
+    metrics.watch(engine, in_flight)
+    app.state.metrics = metrics
+    # Starlette wraps in reverse: the last added is the outermost
+    app.add_middleware(Admission, limit=settings.max_concurrent_requests, counter=in_flight, metrics=metrics)
+    if keys := settings.keys():
+        app.add_middleware(ApiKeyGuard, keys=keys)
+    if origins := settings.origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["x-request-id", "retry-after"],
+        )
+    app.add_middleware(
+        RequestGuard, max_body_bytes=settings.max_body_bytes, on_disconnect=metrics.disconnects.inc
+    )
+    app.add_middleware(Telemetry, metrics=metrics)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -34,8 +33,10 @@ def _settings(**overrides: object) -> Settings:
         raise typer.Exit(2) from None
 
 
-def _logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def _logging(level: str, fmt: str = "text") -> None:
+    from server.logs import configure_logging
+
+    configure_logging(level, fmt)
 
 
 @app.command(epilog=settings_help())
@@ -51,13 +52,20 @@ def serve(
     from server.app import create_app
 
     settings = _settings(host=host, port=port, model=model, backend=backend)
-    _logging(settings.log_level)
+    _logging(settings.log_level, settings.log_format)
     typer.echo(
         f"hfchain: serving on http://{settings.host}:{settings.port} "
         f"(chat playground: http://{settings.host}:{settings.port}/chat/playground/)",
         err=True,
     )
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        log_config=None,  # keep our handlers (request ids, JSON)
+        access_log=False,  # hfchain logs one line per request itself, with its id and duration
+    )
 
 
 def _ready_backend(settings: Settings):

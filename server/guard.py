@@ -1,7 +1,9 @@
-"""ASGI middleware: request ids, and bodies checked before LangServe sees them (size, UTF-8, JSON)."""
+"""ASGI middleware: request ids, bodies checked before the routes see them (size, UTF-8, JSON), and
+requests cancelled when their client disconnects."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import uuid
@@ -14,7 +16,7 @@ log = logging.getLogger("hfchain.server")
 Scope = dict[str, Any]
 
 
-def _json_response(status: int, body: dict, headers: list[tuple[bytes, bytes]]) -> tuple[dict, dict]:
+def json_response(status: int, body: dict, headers: list[tuple[bytes, bytes]]) -> tuple[dict, dict]:
     payload = json.dumps(body).encode()
     head = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
     start = {"type": "http.response.start", "status": status, "headers": head + headers}
@@ -44,8 +46,8 @@ def check_body(body: bytes, path: str = "") -> tuple[int, str] | bytes:
 class RequestGuard:
     """Sets x-request-id on every response and screens POST bodies (max size, UTF-8, JSON)."""
 
-    def __init__(self, app: Any, max_body_bytes: int) -> None:
-        self.app, self.max_body_bytes = app, max_body_bytes
+    def __init__(self, app: Any, max_body_bytes: int, on_disconnect: Any = None) -> None:
+        self.app, self.max_body_bytes, self.on_disconnect = app, max_body_bytes, on_disconnect
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -72,10 +74,43 @@ class RequestGuard:
             status, message = checked
             status = openai_status(scope.get("path", ""), status)
             body = error_body(scope.get("path", ""), status, message, rid)
-            for part in _json_response(status, body, rid_header):
+            for part in json_response(status, body, rid_header):
                 await send(part)
             return None
-        return await self._call(scope, _replay(checked, receive), send_with_id, rid_header)
+        return await self._call_until_client_leaves(scope, checked, receive, send_with_id, rid_header)
+
+    async def _call_until_client_leaves(
+        self, scope: Scope, body: bytes, receive: Any, send: Any, rid_header: list
+    ) -> None:
+        """Run the app on the checked body; if the client disconnects first, cancel it (its generation
+        stops at the next token) instead of computing a reply nobody will read."""
+        task, state = asyncio.current_task(), {"complete": False, "left": False}
+
+        async def completing_send(message: dict) -> None:
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                state["complete"] = True
+            await send(message)
+
+        async def watch() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            if not state["complete"]:
+                state["left"] = True
+                task.cancel()
+
+        watcher = asyncio.create_task(watch())
+        try:
+            await self._call(scope, _replay(body, receive), completing_send, rid_header)
+        except asyncio.CancelledError:
+            if not state["left"]:
+                raise
+            task.uncancel()
+            log.info("client left %s before the reply: cancelled", scope["path"])
+            if self.on_disconnect:
+                self.on_disconnect()
+        finally:
+            state["complete"] = True
+            watcher.cancel()
 
     async def _call(self, scope: Scope, receive: Any, send: Any, rid_header: list) -> None:
         """Run the app; an unexpected error becomes a logged 500 that still carries x-request-id."""
@@ -96,7 +131,7 @@ class RequestGuard:
                 raise
             message = f"internal server error (request {request_id_var.get()}): see the server log"
             body = error_body(scope.get("path", ""), 500, message, request_id_var.get(), "server_error")
-            for part in _json_response(500, body, []):
+            for part in json_response(500, body, []):
                 await tracking_send(part)
 
     async def _read_body(self, receive: Any) -> bytes | None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Path, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from chains.errors import NotFound
 from chains.sessions import SESSION_ID_PATTERN, SessionStore
@@ -13,12 +14,17 @@ SessionId = Path(pattern=SESSION_ID_PATTERN, description="The session id given t
 
 
 def ops_router() -> APIRouter:
-    """GET /health (the process answers) and GET /ready (the model can serve)."""
+    """GET /health (the process answers), GET /ready (the model can serve), GET /metrics (Prometheus)."""
     router = APIRouter(tags=["ops"])
 
     @router.get("/health")
     def health() -> dict:
         return {"status": "ok"}
+
+    @router.get("/metrics")
+    def metrics(request: Request) -> Response:
+        registry = request.app.state.metrics.registry
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     @router.get("/ready")
     def ready(request: Request) -> JSONResponse:

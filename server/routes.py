@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from langchain_core.runnables import Runnable
-from langserve import add_routes
+from langserve import add_routes as langserve_routes
 
 from chains import build_generate_chain
 from chains import chat as chat_chain
@@ -71,6 +71,7 @@ def mount_chains(
     `chat` is the chat chain the OpenAI route also serves (same sessions and limits).
     """
     system = chat_chain.system_prompt_or_default(settings.system_prompt)
+    add_routes = partial(langserve_routes, disabled_endpoints=None if settings.playground else ["playground"])
     add_routes(
         app,
         build_generate_chain(backend),

@@ -77,6 +77,10 @@ def build_local(settings: Settings) -> Backend:
         threads=settings.threads,
         context_window=settings.context_window,
         margin=settings.budget_margin,
+        max_batch=settings.max_batch_size,
+        max_tokens_in_flight=settings.max_tokens_in_flight,
+        queue_timeout=settings.queue_timeout,
+        max_input_tokens=settings.max_input_tokens,
     )
     defaults = {
         "engine": engine,

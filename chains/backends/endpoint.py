@@ -176,14 +176,19 @@ class EndpointBudget:
         source, context = self.settings.tokenizer, self.settings.context_window
         if not source:
             log.warning("no HFCHAIN_TOKENIZER: token counts for the endpoint are estimates")
-            return Budget(EstimatedTokens(), context or DEFAULT_CONTEXT, self.settings.budget_margin)
+            return Budget(
+                EstimatedTokens(),
+                context or DEFAULT_CONTEXT,
+                self.settings.budget_margin,
+                self.settings.max_input_tokens,
+            )
         from transformers import AutoConfig, AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(source)
         if context is None:
             config = AutoConfig.from_pretrained(source)
             context = getattr(config, "max_position_embeddings", None) or DEFAULT_CONTEXT
-        return Budget(Tokens(tokenizer), context, self.settings.budget_margin)
+        return Budget(Tokens(tokenizer), context, self.settings.budget_margin, self.settings.max_input_tokens)
 
 
 def build_endpoint_models(settings: Any) -> tuple[EndpointLLM, EndpointChatModel]:

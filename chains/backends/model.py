@@ -35,13 +35,14 @@ class LocalModel:
         max_batch: int = 16,
         max_tokens_in_flight: int | None = None,
         queue_timeout: float | None = None,
+        max_input_tokens: int | None = None,
     ) -> None:
         self.source, self.name, self.device, self.dtype, self.threads = source, name, device, dtype, threads
         self.tokenizer: Any = None
         self._tokens: Tokens | None = None
         self.model: Any = None
         self.context_window = context_window  # None: read from the model's config when it loads
-        self.margin = margin
+        self.margin, self.max_input_tokens = margin, max_input_tokens
         self.load_error: BaseException | None = None
         self._loaded = threading.Event()
         self._start_lock = threading.Lock()
@@ -131,7 +132,7 @@ class LocalModel:
     def budget(self) -> Budget:
         """The context budget, counted with this model's tokenizer."""
         self._require_ready()
-        return Budget(self._tokens, self.context_window, self.margin)
+        return Budget(self._tokens, self.context_window, self.margin, self.max_input_tokens)
 
     def run(self, work: Callable[..., Any], *args: Any) -> Any:
         """work(model, *args) on the model thread (between batches), returning its result."""

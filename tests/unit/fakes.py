@@ -19,11 +19,14 @@ class KnobFakeChat(KnobDefaults, FakeListChatModel):
 
 
 def fake_backend(
-    responses: list[str] | None = None, ready: bool = True, context_window: int = 4096
+    responses: list[str] | None = None,
+    ready: bool = True,
+    context_window: int = 4096,
+    max_input: int | None = None,
 ) -> Backend:
     """A Backend over fake models that answer from `responses` in turn (estimated token counts)."""
     responses = responses or ["fake reply"]
-    budget = Budget(EstimatedTokens(), context_window)
+    budget = Budget(EstimatedTokens(), context_window, max_input=max_input)
     return Backend(
         name="fake",
         model_name="fake-model",

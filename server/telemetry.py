@@ -1,0 +1,134 @@
+"""Prometheus metrics (GET /metrics) and one structured log line per request."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from chains.backends.engine import Completion, Observer
+
+log = logging.getLogger("hfchain.access")
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 60, 120, 300)
+
+
+class Metrics:
+    """The service's metrics, in a registry of their own (one per app)."""
+
+    def __init__(self) -> None:
+        self.registry = r = CollectorRegistry()
+        self.requests = Counter(
+            "hfchain_requests",
+            "HTTP requests by route, method and status",
+            ["route", "method", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "hfchain_request_duration_seconds",
+            "Time to the end of the response, by route",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.ttft = Histogram(
+            "hfchain_time_to_first_token_seconds",
+            "From submission to the first generated token",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.tokens = Counter(
+            "hfchain_tokens", "Tokens in (prompts) and out (generated)", ["direction"], registry=r
+        )
+        self.batch = Histogram(
+            "hfchain_batch_size",
+            "Requests per generate() batch",
+            buckets=(1, 2, 4, 8, 16, 32, 64),
+            registry=r,
+        )
+        self.cancellations = Counter(
+            "hfchain_cancellations", "Generations stopped because the client left", registry=r
+        )
+        self.disconnects = Counter(
+            "hfchain_client_disconnects", "Requests whose client left before the end", registry=r
+        )
+        self.rejected = Counter(
+            "hfchain_rejected", "Requests refused with 429, by reason", ["reason"], registry=r
+        )
+        self.queue = Gauge("hfchain_queue_depth", "Generation requests waiting for the model", registry=r)
+        self.running = Gauge("hfchain_batch_running", "Generation requests in the running batch", registry=r)
+        self.in_flight = Gauge(
+            "hfchain_requests_in_flight", "Admitted requests (running plus waiting)", registry=r
+        )
+
+    def watch(self, engine: Any, admission: Any) -> None:
+        """Read queue depth, batch occupancy and admitted requests when scraped."""
+        if engine is not None:
+            self.queue.set_function(lambda: engine.queued)
+            self.running.set_function(lambda: engine.running)
+        self.in_flight.set_function(lambda: admission.active)
+
+
+class MetricsObserver(Observer):
+    """The engine's hooks, recorded as metrics."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def batch(self, size: int) -> None:
+        self.metrics.batch.observe(size)
+
+    def first_token(self, seconds: float) -> None:
+        self.metrics.ttft.observe(seconds)
+
+    def finished(self, completion: Completion) -> None:
+        self.metrics.tokens.labels("in").inc(completion.prompt_tokens)
+        self.metrics.tokens.labels("out").inc(completion.completion_tokens)
+        if completion.finish_reason == "cancelled":
+            self.metrics.cancellations.inc()
+
+    def rejected(self) -> None:
+        self.metrics.rejected.labels("tokens_in_flight").inc()
+
+
+class Telemetry:
+    """Outermost middleware: counts and times every request, and logs one line for it."""
+
+    def __init__(self, app: Any, metrics: Metrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started, status, rid = time.perf_counter(), 500, "-"
+
+        async def observing_send(message: dict) -> None:
+            nonlocal status, rid
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                rid = dict(message.get("headers") or []).get(b"x-request-id", b"-").decode("latin-1")
+            await send(message)
+
+        try:
+            await self.app(scope, receive, observing_send)
+        finally:
+            seconds = time.perf_counter() - started
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            self.metrics.requests.labels(route, scope["method"], str(status)).inc()
+            self.metrics.latency.labels(route).observe(seconds)
+            log.info(
+                "%s %s %s %.0f ms",
+                scope["method"],
+                scope["path"],
+                status,
+                seconds * 1000,
+                extra={
+                    "request_id": rid,
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "route": route,
+                    "status": status,
+                    "duration_ms": round(seconds * 1000, 1),
+                },
+            )
