@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 
+import torch
 import uvicorn
 from fastapi import FastAPI
 from langchain_core.output_parsers import StrOutputParser
@@ -24,6 +25,7 @@ def create_app(folder: str) -> FastAPI:
     llm = HuggingFacePipeline.from_model_id(
         model_id=folder,
         task="text-generation",
+        model_kwargs={"dtype": torch.float32},  # as hfchain computes (the cached weights are fp16)
         pipeline_kwargs={
             "max_new_tokens": NEW_TOKENS,
             "min_new_tokens": NEW_TOKENS,

@@ -1,9 +1,9 @@
-"""The generation engine: one thread owns the model and batches the requests that are waiting.
+"""The generation engine: one thread owns the model and runs continuous batching.
 
-Dynamic batching: when the model is free, every queued job with compatible sampling settings (up to
-max_batch) goes into one padded `generate()`; each row streams its own tokens, stops at its own
-max_new_tokens, stop sequences or EOS, and a cancelled row stops at the next token. Jobs that arrive
-while a batch runs wait for the next one. Other model work (`call`) runs between batches.
+Between two decoding steps, waiting jobs join the running batch (up to max_batch rows, each with its
+own sampling settings) and finished ones leave; each row streams its own tokens and stops at its own
+max_new_tokens, stop sequences or EOS; a cancelled row stops at the next step. Other model work
+(`call`, e.g. label scoring) runs between steps. The decoding itself is in decoder.py.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from functools import cache
 from typing import Any
 
 from chains.errors import HfchainError, ModelNotReady
@@ -61,18 +60,6 @@ class GenerationParams:
     stop: tuple[str, ...] = ()
     seed: int | None = None
 
-    def generate_kwargs(self) -> dict[str, Any]:
-        """Sampling keyword arguments for generate(); temperature 0 means greedy."""
-        if self.temperature > 0:
-            return {"do_sample": True, "temperature": self.temperature, "top_p": self.top_p}
-        return {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
-
-    def batch_key(self) -> tuple:
-        """Jobs with equal keys can share a generate() call (a seeded job runs alone, to be reproducible)."""
-        if self.seed is not None:
-            return ("seeded", id(self))
-        return ("greedy",) if self.temperature <= 0 else ("sample", self.temperature, self.top_p)
-
 
 class Observer:
     """Hooks the engine calls (metrics); the default does nothing."""
@@ -94,7 +81,7 @@ class Job:
         self.prompt, self.params, self.loop = prompt, params, loop
         self.submitted = time.monotonic()
         self.cancelled = threading.Event()
-        self.started = False
+        self.generator: Any = None  # a seeded job's own torch.Generator
         self._sync: queue.SimpleQueue = queue.SimpleQueue()
         self._async: asyncio.Queue | None = asyncio.Queue() if loop else None
 
@@ -247,36 +234,78 @@ class BatchEngine:
     def _loop(self) -> None:
         if self._initializer:
             self._initializer()
+        decoder = None
         while True:
             with self._cond:
-                while not self._queue and not self._stopped:
+                while not self._queue and not self._running and not self._stopped:
                     self._cond.wait()
                 if self._stopped:
                     return
-                head = self._queue.popleft()
-                batch = [head, *self._compatible(head)] if isinstance(head, Job) else []
-            if isinstance(head, _Call):
-                _run_call(head)
+                calls, joiners = self._take(self.max_batch - len(self._running))
+            for call in calls:
+                _run_call(call)
+            joiners = self._live(joiners) + self._expire_waiting()
+            if decoder is None or not decoder.rows:
+                decoder = self._new_decoder() if joiners else None
+            if decoder is None:
                 continue
-            batch = self._live(batch)
-            if batch:
-                self._run(batch)
+            try:
+                self._advance(decoder, joiners)
+            except Exception as error:  # a failed step fails the running jobs, not the engine
+                log.exception("generation failed for a batch of %d", len(decoder.rows) + len(joiners))
+                jobs = {id(r.job): r.job for r in decoder.rows} | {id(j): j for j in joiners}
+                for job in jobs.values():
+                    job.emit(error)
+                decoder = None
+            self._running = [row.job for row in decoder.rows] if decoder else []
 
-    def _compatible(self, head: Job) -> list[Job]:
-        """Queued jobs that can join head's batch, taken out of the queue (caller holds the lock)."""
-        key, taken, kept = head.params.batch_key(), [], deque()
-        while self._queue:
-            item = self._queue.popleft()
-            joins = isinstance(item, Job) and item.params.batch_key() == key
-            (taken if joins and len(taken) < self.max_batch - 1 else kept).append(item)
+    def _new_decoder(self) -> Any:
+        from chains.backends.decoder import Decoder
+
+        return Decoder(self.model, self.tokenizer.pad_token_id)
+
+    def _advance(self, decoder: Any, joiners: list[Job]) -> None:
+        """Prefill the joiners into the batch, then one decoding step for every row."""
+        if joiners:
+            _seed_jobs(joiners)
+            rows = [_Row(job, self.tokenizer, self.model, self.observer) for job in joiners]
+            self._running = [*self._running, *joiners]
+            for row, token in zip(rows, decoder.join(rows, [j.prompt for j in joiners], rows), strict=True):
+                row.push(token)
+            self._drop_finished(decoder)
+        if decoder.rows:
+            self.observer.batch(len(decoder.rows))
+            for row, token in zip(decoder.rows, decoder.step(decoder.rows), strict=True):
+                row.push(token)
+            self._drop_finished(decoder)
+
+    def _drop_finished(self, decoder: Any) -> None:
+        for row in decoder.rows:
+            row.check_cancelled()
+        for row in decoder.rows:
+            if row.done:
+                row.finish()
+        decoder.keep([not row.done for row in decoder.rows])
+
+    def _take(self, free: int) -> tuple[list[_Call], list[Job]]:
+        """Queued calls (all) and up to `free` jobs, in order, out of the queue (caller holds the lock)."""
+        calls, jobs, kept = [], [], deque()
+        for item in self._queue:
+            if isinstance(item, _Call):
+                calls.append(item)
+            elif len(jobs) < free:
+                jobs.append(item)
+            else:
+                kept.append(item)
         self._queue = kept
-        return taken
+        return calls, jobs
 
     def _live(self, jobs: list[Job]) -> list[Job]:
         """Drop jobs whose client left, and fail those that waited past the queue timeout."""
         now, live = time.monotonic(), []
         for job in jobs:
             if job.cancelled.is_set():
+                self.observer.finished(Completion("", len(job.prompt), 0, "cancelled"))
                 job.emit(Completion("", len(job.prompt), 0, "cancelled"))
             elif self.queue_timeout and now - job.submitted > self.queue_timeout:
                 job.emit(
@@ -290,47 +319,20 @@ class BatchEngine:
                 live.append(job)
         return live
 
-    def _run(self, jobs: list[Job]) -> None:
-        import torch
-        from transformers import StoppingCriteriaList
-
-        rows = [_Row(job, self.tokenizer, self.model, self.observer) for job in jobs]
-        self._running = jobs
-        self.observer.batch(len(jobs))
-        try:
-            _seed(jobs[0].params.seed)
-            padded = self.tokenizer.pad({"input_ids": [j.prompt for j in jobs]}, return_tensors="pt")
-            with torch.inference_mode():
-                self.model.generate(
-                    **padded.to(self.model.device),
-                    **jobs[0].params.generate_kwargs(),
-                    max_new_tokens=max(j.params.max_new_tokens for j in jobs),
-                    pad_token_id=self.tokenizer.pad_token_id,
-                    streamer=_RowsStreamer(rows, self._expire_waiting),
-                    stopping_criteria=StoppingCriteriaList([_rows_done_class()(rows)]),
-                )
-            for row in rows:
-                row.finish()
-        except Exception as error:  # a failed batch fails its jobs, not the engine
-            log.exception("generation failed for a batch of %d", len(jobs))
-            for job in jobs:
-                job.emit(error)
-        finally:
-            self._running = []
-
-    def _expire_waiting(self) -> None:
-        """Between decoding steps: fail queued jobs past the queue timeout, so their clients hear now."""
-        if not self.queue_timeout:
-            return
+    def _expire_waiting(self) -> list[Job]:
+        """Jobs still queued that were cancelled or timed out: answered now, not when a slot frees."""
         with self._cond:
-            now = time.monotonic()
-            expired = [
-                i for i in self._queue if isinstance(i, Job) and now - i.submitted > self.queue_timeout
+            now, limit = time.monotonic(), self.queue_timeout
+            gone = [
+                item
+                for item in self._queue
+                if isinstance(item, Job)
+                and (item.cancelled.is_set() or (limit and now - item.submitted > limit))
             ]
-            if not expired:
-                return
-            self._queue = deque(i for i in self._queue if i not in expired)
-        self._live(expired)
+            if not gone:
+                return []
+            self._queue = deque(item for item in self._queue if item not in gone)
+        return self._live(gone)  # always [] here: every one of them is answered
 
 
 class _Row:
@@ -344,13 +346,17 @@ class _Row:
         self.generated, self.printed, self.emitted = 0, "", []
         self.stops = StopFilter(job.params.stop)
         self.done, self.reason = False, "length"
+        self.temperature, self.top_p = job.params.temperature, job.params.top_p
+        self.generator = job.generator
+
+    def check_cancelled(self) -> None:
+        """End the row if its client left."""
+        if not self.done and self.job.cancelled.is_set():
+            self.done, self.reason = True, "cancelled"
 
     def push(self, token: int) -> None:
         """The row's next token (ignored once the row is done)."""
         if self.done:
-            return
-        if self.job.cancelled.is_set():
-            self.done, self.reason = True, "cancelled"
             return
         if self.generated == 0:
             self.observer.first_token(time.monotonic() - self.job.submitted)
@@ -382,46 +388,6 @@ class _Row:
             self.job.emit(text)
 
 
-class _RowsStreamer:
-    """generate()'s streamer: routes each step's tokens to their rows (the first call is the prompt)."""
-
-    def __init__(self, rows: list[_Row], between_steps: Callable[[], None]) -> None:
-        self.rows, self.between_steps, self.prompt_seen = rows, between_steps, False
-
-    def put(self, value: Any) -> None:
-        if not self.prompt_seen:
-            self.prompt_seen = True
-            return
-        for row, token in zip(self.rows, value.reshape(len(self.rows), -1)[:, -1].tolist(), strict=True):
-            row.push(token)
-        self.between_steps()
-
-    def end(self) -> None:
-        pass
-
-
-@cache
-def _rows_done_class() -> type:
-    """Made on first use: importing transformers at module import would slow every start."""
-    from transformers import StoppingCriteria
-
-    class RowsDone(StoppingCriteria):
-        """Per-row stop: a row ends when its job is done or cancelled; generate() stops when all have."""
-
-        def __init__(self, rows: list[_Row]) -> None:
-            self.rows = rows
-
-        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-            import torch
-
-            for row in self.rows:
-                if not row.done and row.job.cancelled.is_set():
-                    row.done, row.reason = True, "cancelled"
-            return torch.tensor([row.done for row in self.rows], device=input_ids.device)
-
-    return RowsDone
-
-
 def _run_call(item: _Call) -> None:
     if not item.future.set_running_or_notify_cancel():
         return
@@ -438,8 +404,10 @@ def _fail(item: Job | _Call, error: HfchainError) -> None:
         item.future.set_exception(error)
 
 
-def _seed(seed: int | None) -> None:
-    if seed is not None:
-        from transformers import set_seed
+def _seed_jobs(jobs: list[Job]) -> None:
+    """A seeded job samples from its own generator: reproducible whatever else shares the batch."""
+    import torch
 
-        set_seed(seed)
+    for job in jobs:
+        if job.params.seed is not None and job.params.temperature > 0 and job.generator is None:
+            job.generator = torch.Generator().manual_seed(job.params.seed)

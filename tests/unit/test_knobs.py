@@ -2,7 +2,7 @@
 
 import pytest
 
-from chains.backends.model import GenerationParams
+from chains.backends.engine import GenerationParams
 from chains.errors import InvalidInput
 from chains.knobs import validate_knobs
 
@@ -43,17 +43,35 @@ def test_good_knobs_pass():
     }
 
 
-def test_temperature_zero_means_greedy():
-    kwargs = GenerationParams(max_new_tokens=5, temperature=0.0).generate_kwargs()
-    assert kwargs["do_sample"] is False and kwargs["temperature"] is None
+def test_greedy_and_sampled_rows_pick_their_own_way():
+    import torch
+
+    from chains.backends.decoder import pick
+
+    logits = torch.tensor([[0.0, 5.0, 1.0], [0.0, 5.0, 1.0], [3.0, 0.0, 2.9], [3.0, 0.0, 2.9]])
+    rows = [
+        GenerationParams(temperature=0.0),
+        GenerationParams(temperature=1.0, top_p=0.01),  # nucleus of one token: the most likely
+        GenerationParams(temperature=1.0),
+        GenerationParams(temperature=1.0),
+    ]
+    for row in rows:
+        object.__setattr__(row, "generator", None)
+    draws = {tuple(pick(logits, rows).tolist()) for _ in range(50)}
+    assert {d[:2] for d in draws} == {(1, 1)}
+    assert {d[2] for d in draws} == {0, 2}  # sampled rows vary, never the unlikely token 1
 
 
-def test_sampling_kwargs_and_batch_keys():
-    params = GenerationParams(temperature=0.7, top_p=0.9, stop=("###",))
-    kwargs = params.generate_kwargs()
-    assert kwargs["do_sample"] is True and kwargs["temperature"] == 0.7 and kwargs["top_p"] == 0.9
-    # stops, lengths and greedy rows batch together; sampling settings must match; seeded jobs run alone
-    assert GenerationParams(max_new_tokens=5).batch_key() == GenerationParams(stop=("x",)).batch_key()
-    assert params.batch_key() == GenerationParams(temperature=0.7, top_p=0.9).batch_key()
-    assert params.batch_key() != GenerationParams(temperature=0.8, top_p=0.9).batch_key()
-    assert GenerationParams(seed=1).batch_key() != GenerationParams(seed=1).batch_key()
+def test_a_seeded_generator_makes_sampling_reproducible():
+    import torch
+
+    from chains.backends.decoder import pick
+
+    logits = torch.zeros((1, 50))
+    row = GenerationParams(temperature=1.0)
+
+    def draws(seed):
+        object.__setattr__(row, "generator", torch.Generator().manual_seed(seed))
+        return [int(pick(logits, [row])[0]) for _ in range(10)]
+
+    assert draws(3) == draws(3) != draws(4)

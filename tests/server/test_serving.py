@@ -1,0 +1,184 @@
+"""Serving under load on a real server: batching, 429s, cancellation, API keys, and a short soak."""
+
+import random
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+from langserve import RemoteRunnable
+
+from tests.conftest import hfchain_server
+
+LONG = {"messages": [{"role": "user", "content": "Write a very long essay about the sea."}]}
+
+
+def metric(url: str, name: str, headers: dict | None = None) -> float:
+    """The sum of a metric's samples on /metrics (0 when absent)."""
+    text = httpx.get(f"{url}/metrics", headers=headers, timeout=30).text
+    pattern = rf"^{re.escape(name)}(?:{{[^}}]*}})? (\S+)$"
+    return sum(float(v) for v in re.findall(pattern, text, flags=re.MULTILINE))
+
+
+def wait_for(condition, timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+@pytest.fixture(scope="module")
+def small(embedded_backend):
+    """A server that admits 3 requests at once, so that overload is cheap to reach."""
+    proc = hfchain_server(HFCHAIN_MAX_CONCURRENT_REQUESTS="3", HFCHAIN_MAX_NEW_TOKENS="32").wait("/ready")
+    yield proc
+    proc.stop()
+
+
+def test_concurrent_requests_share_batches(small):
+    before = metric(small.url, "hfchain_batch_size_count")
+    body = {"messages": LONG["messages"], "max_tokens": 24}
+    with ThreadPoolExecutor(3) as pool:
+        replies = list(
+            pool.map(
+                lambda _: httpx.post(f"{small.url}/v1/chat/completions", json=body, timeout=120), range(3)
+            )
+        )
+    assert [r.status_code for r in replies] == [200, 200, 200]
+    batches = metric(small.url, "hfchain_batch_size_count") - before
+    assert batches < 3  # three overlapping requests ran in fewer generate() calls than requests
+
+
+def test_overload_gets_429_quickly_and_the_rest_succeed(small):
+    body = {"messages": LONG["messages"], "max_tokens": 32}
+
+    def call(_):
+        started = time.monotonic()
+        response = httpx.post(f"{small.url}/v1/chat/completions", json=body, timeout=120)
+        return response, time.monotonic() - started
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(call, range(8)))
+    refused = [(r, s) for r, s in results if r.status_code == 429]
+    served = [r for r, _ in results if r.status_code == 200]
+    assert len(refused) >= 1 and len(served) >= 3 and len(refused) + len(served) == 8
+    for response, seconds in refused:
+        assert seconds < 2 and response.headers["retry-after"] == "1"
+        assert response.json()["error"]["type"] == "overloaded"
+    assert metric(small.url, "hfchain_rejected_total") >= len(refused)
+
+
+def test_a_dropped_stream_frees_its_slot(small):
+    cancelled = metric(small.url, "hfchain_cancellations_total")
+    body = {**LONG, "max_tokens": 2000, "stream": True}
+    with (
+        httpx.Client(base_url=small.url, timeout=60) as client,
+        client.stream("POST", "/v1/chat/completions", json=body) as response,
+    ):
+        for i, _ in enumerate(response.iter_lines()):
+            if i > 6:
+                break  # leave mid-stream: the connection closes with the block
+    assert wait_for(lambda: metric(small.url, "hfchain_cancellations_total") > cancelled)
+    assert wait_for(lambda: metric(small.url, "hfchain_batch_running") == 0)
+    assert metric(small.url, "hfchain_requests_in_flight") == 0
+    started = time.monotonic()
+    quick = {"messages": LONG["messages"], "max_tokens": 2}
+    assert httpx.post(f"{small.url}/v1/chat/completions", json=quick, timeout=60).status_code == 200
+    assert time.monotonic() - started < 10
+
+
+def test_a_client_that_gives_up_on_a_plain_request_cancels_it(small):
+    cancelled = metric(small.url, "hfchain_cancellations_total")
+    body = {
+        "input": {"prompt": "A very long essay about the sea:"},
+        "config": {"configurable": {"max_new_tokens": 2000}},
+    }
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{small.url}/generate/invoke", json=body, timeout=2)
+    assert wait_for(lambda: metric(small.url, "hfchain_cancellations_total") > cancelled)
+    assert wait_for(lambda: metric(small.url, "hfchain_requests_in_flight") == 0)
+
+
+@pytest.fixture(scope="module")
+def keyed(embedded_backend):
+    proc = hfchain_server(HFCHAIN_API_KEYS="secret-1,secret-2", HFCHAIN_MAX_NEW_TOKENS="8").wait("/ready")
+    yield proc
+    proc.stop()
+
+
+def test_keys_protect_every_route_for_real_clients(keyed):
+    assert httpx.get(f"{keyed.url}/health").status_code == 200
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=f"{keyed.url}/v1", api_key="wrong", max_retries=0).models.list()
+    ok = openai.OpenAI(base_url=f"{keyed.url}/v1", api_key="secret-2", max_retries=0)
+    assert ok.chat.completions.create(model="m", messages=LONG["messages"], max_tokens=2).choices
+    with pytest.raises(httpx.HTTPStatusError) as refused:
+        RemoteRunnable(f"{keyed.url}/chat/").invoke(LONG)
+    assert refused.value.response.status_code == 401
+    chat = RemoteRunnable(f"{keyed.url}/chat/", headers={"Authorization": "Bearer secret-1"})
+    assert chat.invoke(LONG).content
+    for path in ("/sessions/x", "/metrics", "/generate/playground/"):
+        assert httpx.get(f"{keyed.url}{path}").status_code == 401
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process, from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def test_short_soak_with_mixed_routes_and_early_disconnects(embedded_backend):
+    """90 s of mixed traffic from 6 clients, 30% of them leaving early: only 200s and 429s."""
+    proc = hfchain_server(HFCHAIN_MAX_CONCURRENT_REQUESTS="4", HFCHAIN_MAX_NEW_TOKENS="16").wait("/ready")
+    rng = random.Random(0)
+    statuses: list[int] = []
+    try:
+        requests = [
+            ("/v1/chat/completions", {"messages": LONG["messages"], "max_tokens": 16, "stream": True}),
+            ("/v1/chat/completions", {"messages": LONG["messages"], "max_tokens": 16}),
+            ("/generate/stream", {"input": {"prompt": "Once upon a time"}}),
+            ("/generate/invoke", {"input": {"prompt": "The sea is"}}),
+            ("/chat/stream", {"input": LONG}),
+            ("/", {"inputs": "The capital of France is", "parameters": {"max_new_tokens": 8}}),
+        ]
+
+        def one(client: httpx.Client) -> None:
+            path, body = rng.choice(requests)
+            leave_early = rng.random() < 0.3
+            try:
+                with client.stream(
+                    "POST", path, json=body, timeout=60 if not leave_early else 0.5
+                ) as response:
+                    statuses.append(response.status_code)
+                    for _ in response.iter_bytes():
+                        pass
+            except httpx.TimeoutException:
+                assert leave_early, path
+
+        warm = httpx.Client(base_url=proc.url)
+        one(warm)
+        start_rss, deadline = rss_mb(proc.proc.pid), time.monotonic() + 90
+
+        def worker(_):
+            with httpx.Client(base_url=proc.url) as client:
+                while time.monotonic() < deadline:
+                    one(client)
+
+        with ThreadPoolExecutor(6) as pool:
+            list(pool.map(worker, range(6)))
+        assert set(statuses) <= {200, 429}, sorted(set(statuses))
+        assert statuses.count(200) > 20
+        assert wait_for(lambda: metric(proc.url, "hfchain_queue_depth") == 0)
+        assert wait_for(lambda: metric(proc.url, "hfchain_batch_running") == 0)
+        assert wait_for(lambda: metric(proc.url, "hfchain_requests_in_flight") == 0)
+        assert rss_mb(proc.proc.pid) - start_rss < 200, (start_rss, rss_mb(proc.proc.pid))
+        assert "Traceback" not in proc.log.read_text()
+    finally:
+        proc.stop()
