@@ -72,6 +72,9 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("HFCHAIN_HF_TOKEN", "HF_TOKEN"),
         description="Token for Hugging Face endpoints (HF_TOKEN also works)",
     )
+    endpoint_api_key: SecretStr | None = Field(
+        None, description="Endpoint backend: key sent as 'Authorization: Bearer' to a non-Hugging Face URL"
+    )
     tokenizer: str | None = Field(
         None, description="Endpoint backend: hub id or folder of the served model's tokenizer (exact counts)"
     )

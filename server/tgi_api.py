@@ -178,9 +178,9 @@ async def _collect(events: AsyncIterator[GenerationChunk]) -> tuple[str, dict]:
 
 async def _sse(events: AsyncIterator[GenerationChunk], body: TgiRequest, backend: Any, path: str):
     """TGI's stream: one event per text piece; the last also carries generated_text and details."""
-    tokens = _token_ids(backend)
     pieces, info, held = [], {}, None
     try:
+        tokens = _token_ids(backend)
         async for chunk in events:
             info.update(chunk.generation_info or {})
             if not chunk.text:

@@ -197,9 +197,13 @@ def build_endpoint_models(settings: Any) -> tuple[EndpointLLM, EndpointChatModel
     target = (
         {"endpoint_url": settings.endpoint_url} if settings.endpoint_url else {"repo_id": settings.repo_id}
     )
+    # langchain-huggingface never sends the HF token to other hosts; their own key goes as a header
+    key = settings.endpoint_api_key.get_secret_value() if settings.endpoint_api_key else None
+    server_kwargs = {"headers": {"Authorization": f"Bearer {key}"}} if key else {}
     llm = EndpointLLM(
         **target,
         huggingfacehub_api_token=token,
+        server_kwargs=server_kwargs,
         timeout=settings.endpoint_timeout,
         max_new_tokens=settings.max_new_tokens,
         temperature=settings.temperature,

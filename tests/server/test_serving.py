@@ -129,15 +129,28 @@ def test_keys_protect_every_route_for_real_clients(keyed):
     assert chat.invoke(LONG).content
     for path in ("/sessions/x", "/metrics", "/generate/playground/"):
         assert httpx.get(f"{keyed.url}{path}").status_code == 401
+    auth = {"headers": {"Authorization": "Bearer secret-1"}}  # the HF token is never sent to other hosts
     llm = HuggingFaceEndpoint(
         endpoint_url=keyed.url,
-        huggingfacehub_api_token="secret-1",
+        server_kwargs=auth,
         max_new_tokens=4,
         temperature=None,
         top_p=None,
         typical_p=None,
     )
     assert llm.invoke("The capital of France is")
+
+
+def test_an_hfchain_endpoint_backend_reaches_a_keyed_hfchain(keyed):
+    env = {"HFCHAIN_BACKEND": "endpoint", "HFCHAIN_ENDPOINT_URL": keyed.url}
+    for key, status in (("secret-2", 200), ("wrong", 502)):
+        proc = hfchain_server(**env, HFCHAIN_ENDPOINT_API_KEY=key).wait("/ready")
+        try:
+            body = {"input": LONG, "config": {"configurable": {"max_new_tokens": 4}}}
+            response = httpx.post(f"{proc.url}/chat/invoke", json=body, timeout=60)
+            assert response.status_code == status, response.text
+        finally:
+            proc.stop()
 
 
 def rss_mb(pid: int) -> float:
@@ -153,6 +166,7 @@ def test_short_soak_with_mixed_routes_and_early_disconnects(embedded_backend):
     proc = hfchain_server(HFCHAIN_MAX_CONCURRENT_REQUESTS="4", HFCHAIN_MAX_NEW_TOKENS="16").wait("/ready")
     rng = random.Random(0)
     statuses: list[int] = []
+    left: list[str] = []
     try:
         requests = [
             ("/v1/chat/completions", {"messages": LONG["messages"], "max_tokens": 16, "stream": True}),
@@ -167,14 +181,15 @@ def test_short_soak_with_mixed_routes_and_early_disconnects(embedded_backend):
             path, body = rng.choice(requests)
             leave_early = rng.random() < 0.3
             try:
-                with client.stream(
-                    "POST", path, json=body, timeout=60 if not leave_early else 0.5
-                ) as response:
+                with client.stream("POST", path, json=body, timeout=0.3 if leave_early else 60) as response:
                     statuses.append(response.status_code)
                     for _ in response.iter_bytes():
-                        pass
+                        if leave_early:
+                            left.append(path)
+                            break  # a client that leaves after the first bytes
             except httpx.TimeoutException:
-                assert leave_early, path
+                assert leave_early, path  # a client that gives up before any reply
+                left.append(path)
 
         warm = httpx.Client(base_url=proc.url)
         one(warm)
@@ -188,7 +203,7 @@ def test_short_soak_with_mixed_routes_and_early_disconnects(embedded_backend):
         with ThreadPoolExecutor(6) as pool:
             list(pool.map(worker, range(6)))
         assert set(statuses) <= {200, 429}, sorted(set(statuses))
-        assert statuses.count(200) > 20
+        assert statuses.count(200) > 20 and len(left) > 5
         assert wait_for(lambda: metric(proc.url, "hfchain_queue_depth") == 0)
         assert wait_for(lambda: metric(proc.url, "hfchain_batch_running") == 0)
         assert wait_for(lambda: metric(proc.url, "hfchain_requests_in_flight") == 0)
@@ -206,9 +221,12 @@ def test_a_request_that_waits_past_the_queue_timeout_gets_503(embedded_backend):
             httpx.Client(base_url=proc.url, timeout=60) as client,
             client.stream("POST", "/v1/chat/completions", json=long) as busy,
         ):
-            next(busy.iter_lines())  # the only batch slot is taken
+            lines = busy.iter_lines()  # kept: closing the iterator would close the connection
+            while '"content": "' not in (line := next(lines)) or '"content": ""' in line:
+                pass  # until it generates: the only batch slot is taken
             started = time.monotonic()
-            waiting = client.post("/v1/chat/completions", json={**LONG, "max_tokens": 4})
+            body = {**LONG, "max_tokens": 4}  # from another client: this one's connection stays busy
+            waiting = httpx.post(f"{proc.url}/v1/chat/completions", json=body, timeout=60)
         assert waiting.status_code == 503 and waiting.headers["retry-after"]
         assert "HFCHAIN_QUEUE_TIMEOUT" in waiting.json()["error"]["message"]
         assert time.monotonic() - started < 5

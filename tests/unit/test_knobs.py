@@ -48,7 +48,7 @@ def test_greedy_and_sampled_rows_pick_their_own_way():
 
     from chains.backends.decoder import pick
 
-    logits = torch.tensor([[0.0, 5.0, 1.0], [0.0, 5.0, 1.0], [3.0, 0.0, 2.9], [3.0, 0.0, 2.9]])
+    logits = torch.tensor([[0.0, 5.0, 1.0], [0.0, 5.0, 1.0], [3.0, -30.0, 2.9], [3.0, -30.0, 2.9]])
     rows = [
         GenerationParams(temperature=0.0),
         GenerationParams(temperature=1.0, top_p=0.01),  # nucleus of one token: the most likely
