@@ -56,7 +56,8 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL of the chat sessions database (default: SQLite in HFCHAIN_DATA_DIR)",
     )
     sessions_from_user: bool = Field(
-        True, description="OpenAI route: use the request's `user` field as the session id (x-session-id wins)"
+        False,
+        description="OpenAI route: use the request's `user` field as the session id (x-session-id wins)",
     )
     endpoint_url: str | None = Field(
         None, description="Endpoint backend: URL of a TGI / Inference Endpoint / OpenAI-style server"

@@ -63,8 +63,8 @@ async def invalid_input(request: Request, error: ValidationError | RequestValida
         first = problems[0] if problems else {"loc": (), "msg": "invalid request"}
         loc = [str(part) for part in first.get("loc", ()) if part != "body"]
         message = f"{'.'.join(loc) or 'request'}: {first['msg']}"
-        status = openai_status(path, 422)
-        return JSONResponse(error_body(path, status, message, rid, param=".".join(loc) or None), status)
+        status = openai_status(path, 422)  # param: the top-level field (not pydantic's union-member tags)
+        return JSONResponse(error_body(path, status, message, rid, param=loc[0] if loc else None), status)
     if isinstance(error, ValidationError):
         problems = error.errors(include_url=False, include_context=False)
     return JSONResponse({"detail": jsonable_encoder(problems), "request_id": rid}, status_code=422)

@@ -35,6 +35,8 @@ def check_body(body: bytes, path: str = "") -> tuple[int, str] | bytes:
         data = json.loads(text)
     except json.JSONDecodeError as error:
         return 400, f"request body is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}"
+    except RecursionError:
+        return 400, "request body nests too deeply: send flatter JSON"
     if path.endswith("/batch") and isinstance(data, dict) and not isinstance(data.get("inputs"), list):
         return 422, 'batch needs "inputs": a list of inputs, e.g. {"inputs": [{...}, {...}]}'
     if isinstance(data, dict) and "config" in data and data["config"] is None:

@@ -108,7 +108,8 @@ def openai_router(chain: Runnable, sessions_from_user: bool = True) -> APIRouter
         reply = Reply(request_id_var.get(), app.backend.model_name)
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            events = reply.events(chain.astream(value, config), include_usage, request.url.path)
+            chunks = await prefetched(chain.astream(value, config))  # a 429/503 still gets its status
+            events = reply.events(chunks, include_usage, request.url.path)
             return EventSourceResponse(events, sep="\n", ping=15)
         return reply.completion(await chain.ainvoke(value, config))
 
@@ -164,6 +165,27 @@ class Reply:
     def _chunk(self, delta: dict, finish_reason: str | None, extra: dict) -> str:
         choice = {"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}
         return json.dumps({**self._head("chat.completion.chunk"), "choices": [choice], **extra})
+
+
+async def prefetched(items: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    """`items` with its first item already awaited: an error before any output (overloaded, queue
+    timeout, ...) raises here, while the response can still carry its status code."""
+    try:
+        first = await anext(items)
+    except StopAsyncIteration:
+        return _empty()
+    return _after(first, items)
+
+
+async def _after(first: Any, items: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    yield first
+    async for item in items:
+        yield item
+
+
+async def _empty() -> AsyncIterator[Any]:
+    return
+    yield
 
 
 def stream_error(path: str, error: Exception) -> str:

@@ -21,7 +21,7 @@ from sse_starlette.sse import EventSourceResponse
 
 from chains import generate as generate_chain
 from chains.knobs import validate_knobs
-from server.openai_api import stream_error
+from server.openai_api import prefetched, stream_error
 
 UNSUPPORTED = {
     "best_of": "best_of > 1",
@@ -116,6 +116,7 @@ def tgi_router(llm: Runnable) -> APIRouter:
         await run_in_threadpool(generate_chain.preflight, app.backend, value, config)
         events = _generation(llm, body, config)
         if body.stream:
+            events = await prefetched(events)  # a 429/503 still gets its status code
             return EventSourceResponse(_sse(events, body, app.backend, request.url.path), sep="\n", ping=15)
         text, info = await _collect(events)
         reply: dict[str, Any] = {"generated_text": _full(body, text)}

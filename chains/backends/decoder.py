@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from transformers import DynamicCache
 
+MIN_TEMPERATURE = 1e-4
+
 
 class Decoder:
     """The running batch: its cache, attention mask, next positions, and per-row sampling settings."""
@@ -111,16 +113,18 @@ def pick(logits: Any, params: list[Any]) -> Any:
     and top_p (and its own generator when seeded)."""
     tokens = logits.argmax(-1)
     for i, p in enumerate(params):
-        if p.temperature > 0:
-            tokens[i] = _sample(logits[i], p.temperature, p.top_p, p.generator)
+        if p.temperature >= MIN_TEMPERATURE:  # below it, sampling is greedy (and 1/T would overflow)
+            tokens[i] = _sample(logits[i], p.temperature, p.top_p, p.generator, tokens[i])
     return tokens
 
 
-def _sample(logits: Any, temperature: float, top_p: float, generator: Any) -> Any:
+def _sample(logits: Any, temperature: float, top_p: float, generator: Any, greedy: Any) -> Any:
     probs = torch.softmax(logits.float() / temperature, -1)
     if top_p < 1:
         ordered, order = probs.sort(descending=True)
         outside = ordered.cumsum(-1) - ordered > top_p  # keep the smallest set reaching top_p
         ordered[outside] = 0
         probs = torch.zeros_like(probs).scatter(0, order, ordered)
+    if not bool(torch.isfinite(probs).all()) or float(probs.sum()) <= 0:
+        return greedy  # degenerate logits: one row must not fail the whole batch
     return torch.multinomial(probs, 1, generator=generator)[0]

@@ -193,7 +193,7 @@ class BatchEngine:
         return job
 
     def stop(self) -> None:
-        """Stop the thread after the current batch; queued jobs fail with 503."""
+        """Stop the thread after the current step; queued and running jobs fail with 503."""
         with self._cond:
             self._stopped = True
             pending, self._queue = list(self._queue), deque()
@@ -240,6 +240,7 @@ class BatchEngine:
                 while not self._queue and not self._running and not self._stopped:
                     self._cond.wait()
                 if self._stopped:
+                    self._fail_running(decoder)
                     return
                 calls, joiners = self._take(self.max_batch - len(self._running))
             for call in calls:
@@ -259,6 +260,13 @@ class BatchEngine:
                 decoder = None
             self._running = [row.job for row in decoder.rows] if decoder else []
 
+    def _fail_running(self, decoder: Any) -> None:
+        """At shutdown: the rows still generating get 503 instead of waiting forever."""
+        error = ModelNotReady("the server is shutting down; retry on another replica", retry_after=2)
+        for row in decoder.rows if decoder else []:
+            row.job.emit(error)
+        self._running = []
+
     def _new_decoder(self) -> Any:
         from chains.backends.decoder import Decoder
 
@@ -267,7 +275,7 @@ class BatchEngine:
     def _advance(self, decoder: Any, joiners: list[Job]) -> None:
         """Prefill the joiners into the batch, then one decoding step for every row."""
         if joiners:
-            _seed_jobs(joiners)
+            _seed_jobs(joiners, self.model.device)
             rows = [_Row(job, self.tokenizer, self.model, self.observer) for job in joiners]
             self._running = [*self._running, *joiners]
             for row, token in zip(rows, decoder.join(rows, [j.prompt for j in joiners], rows), strict=True):
@@ -404,10 +412,10 @@ def _fail(item: Job | _Call, error: HfchainError) -> None:
         item.future.set_exception(error)
 
 
-def _seed_jobs(jobs: list[Job]) -> None:
+def _seed_jobs(jobs: list[Job], device: Any) -> None:
     """A seeded job samples from its own generator: reproducible whatever else shares the batch."""
     import torch
 
     for job in jobs:
         if job.params.seed is not None and job.params.temperature > 0 and job.generator is None:
-            job.generator = torch.Generator().manual_seed(job.params.seed)
+            job.generator = torch.Generator(device=device).manual_seed(job.params.seed)

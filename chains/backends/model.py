@@ -75,7 +75,7 @@ class LocalModel:
             return self._loading
 
     def close(self) -> None:
-        """Stop the model thread: queued work fails with 503, a running batch ends on its own."""
+        """Stop the model thread: queued and running generations fail with 503."""
         self.engine.stop()
 
     def _on_loaded(self, future: Future) -> None:
@@ -142,8 +142,9 @@ class LocalModel:
     def generate(self, prompts: list[list[int]], params: GenerationParams) -> list[Completion]:
         """Completions for prompts given as token ids (batched with whatever else is waiting)."""
         self._require_ready()
-        jobs = [self.engine.submit(prompt, params) for prompt in prompts]
+        jobs: list[Job] = []
         try:
+            jobs.extend(self.engine.submit(prompt, params) for prompt in prompts)
             return [_last(job.events()) for job in jobs]
         finally:
             for job in jobs:
@@ -153,8 +154,9 @@ class LocalModel:
         """As generate(), awaited; a cancelled caller (a client that left) cancels its jobs."""
         self._require_ready()
         loop = asyncio.get_running_loop()
-        jobs = [self.engine.submit(prompt, params, loop) for prompt in prompts]
+        jobs: list[Job] = []
         try:
+            jobs.extend(self.engine.submit(prompt, params, loop) for prompt in prompts)  # 429 cancels earlier
             return [await _alast(job.aevents()) for job in jobs]
         finally:
             for job in jobs:

@@ -43,6 +43,7 @@ def test_config_schema_lists_the_knobs(client):
 BAD = [
     ("/generate/invoke", b"", 422),
     ("/generate/invoke", b"{not json", 400),
+    ("/generate/invoke", b"[" * 100_000, 400),
     ("/generate/invoke", b'{"input": {"prompt": "\xff"}}', 400),
     ("/generate/invoke", b'{"input": {}}', 422),
     ("/generate/invoke", b'{"input": {"prompt": 5}}', 422),

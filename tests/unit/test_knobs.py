@@ -62,6 +62,19 @@ def test_greedy_and_sampled_rows_pick_their_own_way():
     assert {d[2] for d in draws} == {0, 2}  # sampled rows vary, never the unlikely token 1
 
 
+def test_degenerate_temperatures_and_logits_fall_back_to_greedy():
+    import torch
+
+    from chains.backends.decoder import pick
+
+    row = GenerationParams(temperature=1e-300)
+    object.__setattr__(row, "generator", None)
+    assert pick(torch.tensor([[0.0, 9.0, 1.0]]), [row]).tolist() == [1]
+    hot = GenerationParams(temperature=1.0)
+    object.__setattr__(hot, "generator", None)
+    assert pick(torch.tensor([[float("nan"), 1.0, 0.0]]), [hot]).shape == (1,)
+
+
 def test_a_seeded_generator_makes_sampling_reproducible():
     import torch
 

@@ -5,11 +5,12 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
+from chains.backends.engine import Overloaded
 from chains.sessions import SessionStore
 from chains.settings import load_settings
 from server.app import create_app
 from server.tgi_api import TgiParameters
-from tests.unit.fakes import fake_backend
+from tests.unit.fakes import KnobFakeChat, fake_backend
 
 USER = [{"role": "user", "content": "Capital of France?"}]
 
@@ -69,7 +70,7 @@ OPENAI_BAD = [
     (json.dumps({"messages": USER, "max_tokens": 100000}).encode(), 400, None),
     (json.dumps({"messages": USER, "tools": [{"type": "function"}]}).encode(), 400, "tools"),
     (json.dumps({"messages": [{"role": "wizard", "content": "x"}]}).encode(), 400, "messages"),
-    (json.dumps({"messages": USER, "user": "bad id!"}).encode(), 400, "session_id"),
+    (json.dumps({"messages": USER, "stop": 5}).encode(), 400, "stop"),
 ]
 
 
@@ -97,7 +98,7 @@ def test_not_ready_is_503_with_retry_after(tmp_path):
 
 
 def test_session_from_header_or_user_field(tmp_path):
-    with make_client(tmp_path, responses=["one", "two", "three"]) as client:
+    with make_client(tmp_path, responses=["one", "two", "three"], sessions_from_user=True) as client:
         client.post("/v1/chat/completions", json={"messages": USER}, headers={"x-session-id": "h1"})
         client.post("/v1/chat/completions", json={"messages": USER, "user": "u1"})
         client.post(
@@ -108,10 +109,35 @@ def test_session_from_header_or_user_field(tmp_path):
         assert client.get("/sessions/u2").status_code == 404
 
 
-def test_user_field_can_be_left_alone(tmp_path):
-    with make_client(tmp_path, sessions_from_user=False) as client:
-        client.post("/v1/chat/completions", json={"messages": USER, "user": "u1"})
-        assert client.get("/sessions/u1").status_code == 404
+def test_the_user_field_is_not_a_session_unless_enabled(tmp_path):
+    with make_client(tmp_path) as client:
+        reply = client.post("/v1/chat/completions", json={"messages": USER, "user": "any user, any format!"})
+        assert reply.status_code == 200 and client.get("/sessions/u1").status_code == 404
+        bad = client.post(
+            "/v1/chat/completions", json={"messages": USER}, headers={"x-session-id": "bad id!"}
+        )
+        assert bad.status_code == 400 and bad.json()["error"]["param"] == "session_id"
+
+
+class OverloadedChat(KnobFakeChat):
+    """A chat model whose engine refuses the work (tokens in flight over the cap)."""
+
+    def _stream(self, *args, **kwargs):
+        raise Overloaded("too many tokens in flight", retry_after=1)
+
+    async def _astream(self, *args, **kwargs):
+        raise Overloaded("too many tokens in flight", retry_after=1)
+        yield
+
+
+def test_overload_on_a_stream_is_a_429_status_not_an_event(tmp_path):
+    backend = fake_backend()
+    backend.chat_model = OverloadedChat(responses=["x"])
+    app = create_app(load_settings(), backend, SessionStore(f"sqlite:///{tmp_path}/s.db"))
+    with TestClient(app) as client:
+        response = client.post("/v1/chat/completions", json={"messages": USER, "stream": True})
+    assert response.status_code == 429 and response.headers["retry-after"] == "1"
+    assert response.json()["error"]["type"] == "overloaded"
 
 
 def test_session_routes(client):
