@@ -98,6 +98,9 @@ class Settings(BaseSettings):
         "embedding", description="Default /classify method"
     )
     max_batch_size: int = Field(16, ge=1, description="Most requests the local model generates for at once")
+    max_prefill_tokens: int = Field(
+        8192, ge=64, description="Padded prompt tokens prefilled at once when requests join the batch"
+    )
     max_concurrent_requests: int = Field(
         128, ge=1, description="Requests admitted at once (running plus waiting); more get 429"
     )

@@ -81,6 +81,7 @@ def build_local(settings: Settings) -> Backend:
         max_tokens_in_flight=settings.max_tokens_in_flight,
         queue_timeout=settings.queue_timeout,
         max_input_tokens=settings.max_input_tokens,
+        max_prefill_tokens=settings.max_prefill_tokens,
     )
     defaults = {
         "engine": engine,

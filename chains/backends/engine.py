@@ -147,9 +147,10 @@ class BatchEngine:
         max_tokens_in_flight: int | None = None,
         queue_timeout: float | None = None,
         observer: Observer | None = None,
+        max_prefill_tokens: int = 8192,
     ) -> None:
         self.max_batch, self.max_tokens_in_flight = max_batch, max_tokens_in_flight
-        self.queue_timeout = queue_timeout
+        self.queue_timeout, self.max_prefill_tokens = queue_timeout, max_prefill_tokens
         self.observer = observer or Observer()
         self.model: Any = None
         self.tokenizer: Any = None
@@ -296,13 +297,21 @@ class BatchEngine:
         decoder.keep([not row.done for row in decoder.rows])
 
     def _take(self, free: int) -> tuple[list[_Call], list[Job]]:
-        """Queued calls (all) and up to `free` jobs, in order, out of the queue (caller holds the lock)."""
-        calls, jobs, kept = [], [], deque()
+        """Queued calls (all) and up to `free` jobs, in order, out of the queue (caller holds the lock).
+
+        The jobs' padded prefill stays within max_prefill_tokens (always at least one job): attention
+        over many long prompts at once would need memory quadratic in their length.
+        """
+        calls, jobs, kept, width = [], [], deque(), 0
         for item in self._queue:
             if isinstance(item, _Call):
                 calls.append(item)
-            elif len(jobs) < free:
+                continue
+            wider = max(width, len(item.prompt))
+            fits = not jobs or (len(jobs) + 1) * wider <= self.max_prefill_tokens
+            if len(jobs) < free and fits and not kept:  # in order: a job never overtakes one left waiting
                 jobs.append(item)
+                width = wider
             else:
                 kept.append(item)
         self._queue = kept

@@ -36,6 +36,7 @@ class LocalModel:
         max_tokens_in_flight: int | None = None,
         queue_timeout: float | None = None,
         max_input_tokens: int | None = None,
+        max_prefill_tokens: int = 8192,
     ) -> None:
         self.source, self.name, self.device, self.dtype, self.threads = source, name, device, dtype, threads
         self.tokenizer: Any = None
@@ -47,7 +48,9 @@ class LocalModel:
         self._loaded = threading.Event()
         self._start_lock = threading.Lock()
         self._loading: Future | None = None
-        self.engine = BatchEngine(max_batch, max_tokens_in_flight, queue_timeout)
+        self.engine = BatchEngine(
+            max_batch, max_tokens_in_flight, queue_timeout, max_prefill_tokens=max_prefill_tokens
+        )
 
     @property
     def ready(self) -> bool:

@@ -54,3 +54,22 @@ def test_stop_fails_queued_jobs_and_refuses_new_ones():
         list(job.events())
     with pytest.raises(ModelNotReady):
         engine.submit([1], GenerationParams())
+
+
+def test_joiners_are_taken_in_order_within_the_prefill_budget():
+    engine = BatchEngine(max_prefill_tokens=1000)
+    for length in (300, 300, 300, 50, 50):
+        engine.submit([1] * length, GenerationParams())
+    calls, jobs = engine._take(free=16)
+    assert [len(job.prompt) for job in jobs] == [300, 300, 300]  # a 4th would pad to 4 x 300 > 1000
+    assert engine.queued == 2
+    calls, jobs = engine._take(free=1)
+    assert [len(job.prompt) for job in jobs] == [50] and engine.queued == 1
+
+
+def test_a_prompt_longer_than_the_prefill_budget_still_runs_alone():
+    engine = BatchEngine(max_prefill_tokens=100)
+    engine.submit([1] * 500, GenerationParams())
+    engine.submit([1] * 10, GenerationParams())
+    _, jobs = engine._take(free=16)
+    assert [len(job.prompt) for job in jobs] == [500]
