@@ -60,10 +60,10 @@ def test_joiners_are_taken_in_order_within_the_prefill_budget():
     engine = BatchEngine(max_prefill_tokens=1000)
     for length in (300, 300, 300, 50, 50):
         engine.submit([1] * length, GenerationParams())
-    calls, jobs = engine._take(free=16)
+    _, jobs = engine._take(free=16)
     assert [len(job.prompt) for job in jobs] == [300, 300, 300]  # a 4th would pad to 4 x 300 > 1000
     assert engine.queued == 2
-    calls, jobs = engine._take(free=1)
+    _, jobs = engine._take(free=1)
     assert [len(job.prompt) for job in jobs] == [50] and engine.queued == 1
 
 
