@@ -66,3 +66,24 @@ class InputTooLong(HfchainError):
 
     status_code = 413
     error_type = "input_too_long"
+
+
+class Overloaded(HfchainError):
+    """More work in flight than the server admits; retry shortly."""
+
+    status_code = 429
+    error_type = "overloaded"
+
+
+class QueueTimeout(HfchainError):
+    """The request waited for the model longer than the queue timeout."""
+
+    status_code = 503
+    error_type = "queue_timeout"
+
+
+class SessionsUnavailable(HfchainError):
+    """The sessions database could not be used."""
+
+    status_code = 503
+    error_type = "sessions_unavailable"

@@ -30,7 +30,7 @@ from sqlalchemy import delete as sql_delete
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
-from chains.errors import HfchainError
+from chains.errors import SessionsUnavailable
 from chains.messages import role_of, text_of
 
 log = logging.getLogger(__name__)
@@ -47,13 +47,6 @@ turns = Table(
     Column("messages", Text, nullable=False),  # JSON: langchain-core's messages_to_dict
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
-
-
-class SessionsUnavailable(HfchainError):
-    """The sessions database could not be used."""
-
-    status_code = 503
-    error_type = "sessions_unavailable"
 
 
 class SessionStore:

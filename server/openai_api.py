@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -16,11 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sse_starlette.sse import EventSourceResponse
 
 from chains import chat as chat_chain
-from chains.errors import HfchainError, NotFound
+from chains.errors import NotFound
 from chains.knobs import validate_knobs
-from server.errors import error_body, openai_status, request_id_var
-
-log = logging.getLogger("hfchain.server")
+from server.errors import request_id_var
+from server.streaming import prefetched, stream_error
 
 
 class StreamOptions(BaseModel):
@@ -165,38 +163,6 @@ class Reply:
     def _chunk(self, delta: dict, finish_reason: str | None, extra: dict) -> str:
         choice = {"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}
         return json.dumps({**self._head("chat.completion.chunk"), "choices": [choice], **extra})
-
-
-async def prefetched(items: AsyncIterator[Any]) -> AsyncIterator[Any]:
-    """`items` with its first item already awaited: an error before any output (overloaded, queue
-    timeout, ...) raises here, while the response can still carry its status code."""
-    try:
-        first = await anext(items)
-    except StopAsyncIteration:
-        return _empty()
-    return _after(first, items)
-
-
-async def _after(first: Any, items: AsyncIterator[Any]) -> AsyncIterator[Any]:
-    yield first
-    async for item in items:
-        yield item
-
-
-async def _empty() -> AsyncIterator[Any]:
-    return
-    yield
-
-
-def stream_error(path: str, error: Exception) -> str:
-    """An error that happened after the stream began, as an SSE data payload (logged if unexpected)."""
-    rid = request_id_var.get()
-    if isinstance(error, HfchainError):
-        status = openai_status(path, error.status_code)
-        return json.dumps(error_body(path, status, error.message, rid, error.error_type))
-    log.error("stream failed in %s (request %s)", path, rid, exc_info=error)
-    message = f"internal server error (request {rid}): see the server log"
-    return json.dumps(error_body(path, 500, message, rid, "server_error"))
 
 
 def _model_card(request: Request) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from sse_starlette.sse import EventSourceResponse
 
 from chains import generate as generate_chain
 from chains.knobs import validate_knobs
-from server.openai_api import prefetched, stream_error
+from server.streaming import prefetched, stream_error
 
 UNSUPPORTED = {
     "best_of": "best_of > 1",

@@ -20,24 +20,10 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from chains.errors import HfchainError, ModelNotReady
+from chains.errors import HfchainError, ModelNotReady, Overloaded, QueueTimeout
 from chains.stops import StopFilter
 
 log = logging.getLogger(__name__)
-
-
-class Overloaded(HfchainError):
-    """More work in flight than the server admits; retry shortly."""
-
-    status_code = 429
-    error_type = "overloaded"
-
-
-class QueueTimeout(HfchainError):
-    """The request waited for the model longer than the queue timeout."""
-
-    status_code = 503
-    error_type = "queue_timeout"
 
 
 @dataclass(frozen=True)

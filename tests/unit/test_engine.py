@@ -5,8 +5,8 @@ import time
 
 import pytest
 
-from chains.backends.engine import BatchEngine, Completion, GenerationParams, Overloaded, QueueTimeout
-from chains.errors import ModelNotReady
+from chains.backends.engine import BatchEngine, Completion, GenerationParams
+from chains.errors import ModelNotReady, Overloaded, QueueTimeout
 
 
 def test_tokens_in_flight_beyond_the_cap_get_429():

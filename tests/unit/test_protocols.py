@@ -5,7 +5,7 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
-from chains.backends.engine import Overloaded
+from chains.errors import Overloaded
 from chains.sessions import SessionStore
 from chains.settings import load_settings
 from server.app import create_app

@@ -7,8 +7,8 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from pydantic import ValidationError
 
 from chains.chat import build_chat_chain
-from chains.errors import InvalidInput
-from chains.sessions import SessionStore, SessionsUnavailable
+from chains.errors import InvalidInput, SessionsUnavailable
+from chains.sessions import SessionStore
 from tests.unit.fakes import fake_backend
 
 
