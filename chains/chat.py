@@ -7,31 +7,49 @@ With a session id, the stored history comes first and the completed turn is stor
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 from langchain_core.messages import AIMessage, BaseMessage, SystemMessage
-from langchain_core.runnables import Runnable, RunnableConfig, RunnableGenerator, RunnableLambda
+from langchain_core.runnables import (
+    ConfigurableFieldSpec,
+    Runnable,
+    RunnableConfig,
+    RunnableGenerator,
+    RunnableLambda,
+)
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.json_schema import SkipJsonSchema
 
 from chains.backends import Backend
+from chains.configurable import DeclaredLambda
 from chains.errors import InvalidInput
-from chains.messages import Messages, text_of, with_system_prompt
+from chains.messages import Messages, role_of, text_of, with_system_prompt
 from chains.prompts import load_prompt
-from chains.sessions import SESSION_ID_PATTERN, SessionStore
+from chains.schemas import optional
+from chains.sessions import SESSION_ID_HELP, SESSION_ID_PATTERN, SessionStore
+
+SESSION_HELP = "Keep the conversation server-side under this id: send only the new messages"
+# LangServe's playground draws a list of messages with this widget as a chat
+CHAT_WIDGET = {"extra": {"widget": {"type": "chat", "input": "messages"}}}
+SESSION_SPEC = ConfigurableFieldSpec(
+    id="session_id", annotation=optional(str), name="session_id", description=SESSION_HELP, default=None
+)
 
 
 class ChatInput(BaseModel):
-    """Input of /chat: LangChain-serialised or OpenAI-style messages, and an optional session."""
+    """Input of /chat: LangChain-serialised or OpenAI-style messages, and an optional session.
+
+    The session id may also come as config.configurable.session_id (LangServe's convention, what the
+    playground sends); the input field stays accepted but is left out of the schema, so that the
+    playground sees a chat input (a dict with one list of messages).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    messages: Messages
-    session_id: str | None = Field(
-        None,
-        pattern=SESSION_ID_PATTERN,
-        description="Keep the conversation server-side under this id: send only the new messages",
-    )
+    messages: Messages = Field(json_schema_extra=CHAT_WIDGET)
+    session_id: SkipJsonSchema[str | None] = Field(None, pattern=SESSION_ID_PATTERN, description=SESSION_HELP)
 
 
 def system_prompt_or_default(system_prompt: str | None) -> str:
@@ -48,20 +66,42 @@ class Turn:
     session_id: str | None = None
 
 
-def load_turn(value: object, sessions: SessionStore | None) -> Turn:
+def session_of(chat: ChatInput, config: dict | None) -> str | None:
+    """The session id from the input or from config.configurable.session_id (422 if they disagree)."""
+    configured = ((config or {}).get("configurable") or {}).get("session_id") or None
+    valid = isinstance(configured, str) and re.match(SESSION_ID_PATTERN, configured)
+    if configured is not None and not valid:
+        raise InvalidInput(f"config.configurable.session_id: {SESSION_ID_HELP}")
+    if chat.session_id and configured and chat.session_id != configured:
+        raise InvalidInput("session_id is given twice with different values: send it in one place")
+    return chat.session_id or configured
+
+
+def unsent(history: list[BaseMessage], sent: list[BaseMessage]) -> list[BaseMessage]:
+    """The sent messages that are new: a client that resends the stored history (the playground, most
+    OpenAI clients) gets it dropped, so that the session does not hold it twice."""
+    same = len(sent) > len(history) and all(
+        role_of(old) == role_of(new) and text_of(old) == text_of(new)
+        for old, new in zip(history, sent, strict=False)
+    )
+    return sent[len(history) :] if history and same else sent
+
+
+def load_turn(value: object, sessions: SessionStore | None, config: dict | None = None) -> Turn:
     """The conversation to answer: the session's stored history (if any), then the request's messages.
 
     System messages of the request go first and are not stored: they apply to this turn only.
     """
     chat = ChatInput.model_validate(value)
-    if chat.session_id is None:
+    session_id = session_of(chat, config)
+    if session_id is None:
         return Turn(messages=chat.messages, new=[])
     if sessions is None:
         raise InvalidInput("sessions are not enabled here: drop session_id and send the whole conversation")
     system = [m for m in chat.messages if isinstance(m, SystemMessage)]
-    new = [m for m in chat.messages if not isinstance(m, SystemMessage)]
-    history = sessions.history(chat.session_id)
-    return Turn(messages=[*system, *history, *new], new=new, session_id=chat.session_id)
+    history = sessions.history(session_id)
+    new = unsent(history, [m for m in chat.messages if not isinstance(m, SystemMessage)])
+    return Turn(messages=[*system, *history, *new], new=new, session_id=session_id)
 
 
 def fit_conversation(
@@ -72,7 +112,7 @@ def fit_conversation(
     sessions: SessionStore | None = None,
 ) -> tuple[Turn, list[BaseMessage], dict]:
     """The turn, the messages to send (system prompt added, oldest dropped to fit) and what was done."""
-    turn = load_turn(value, sessions)
+    turn = load_turn(value, sessions, config)
     budget = backend.budget()
     messages = with_system_prompt(turn.messages, system)
     kept, dropped = budget.fit_history(messages, backend.max_new_tokens_of(config))
@@ -157,4 +197,5 @@ def build_chat_chain(
         messages = RunnableLambda(lambda _: kept, name="messages")
         return messages | model | with_metadata(info) | remember(sessions, turn)
 
-    return RunnableLambda(respond, name="chat").with_types(input_type=ChatInput, output_type=AIMessage)
+    chain = DeclaredLambda(respond, [SESSION_SPEC], name="chat")
+    return chain.with_types(input_type=ChatInput, output_type=AIMessage)

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from chains.budget import split_text
 from chains.errors import InvalidInput
+from chains.schemas import drop_nulls
 from chains.scoring import weighted_mean
 
 Method = Literal["embedding", "llm", "checkpoint"]
@@ -24,9 +25,9 @@ class Example(BaseModel):
 
 
 class ClassifyInput(BaseModel):
-    """Input of /classify."""
+    """Input of /classify (its schema without null types, so the playground can draw it)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=drop_nulls)
 
     text: str = Field(min_length=1, description="The text to classify, of any length")
     labels: list[str] | None = Field(

@@ -8,6 +8,7 @@ from langchain_core.runnables import ConfigurableField, Runnable
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from chains.errors import InvalidInput
+from chains.schemas import optional
 
 KNOB_DESCRIPTIONS = {
     "max_new_tokens": "Most tokens to generate",
@@ -47,10 +48,23 @@ def validate_knobs(values: dict, max_new_tokens_limit: int | None = None) -> Gen
     return knobs
 
 
+# The types a knob has in /config_schema: never Optional, since the playground's forms cannot draw
+# `{"type": "null"}`; a knob left out keeps the model's default (no seed, no stop sequences).
+KNOB_TYPES = {
+    "max_new_tokens": optional(int),
+    "temperature": optional(float),
+    "top_p": optional(float),
+    "stop": optional(list[str]),
+    "seed": optional(int),
+}
+
+
 def with_knobs(model: Runnable, field_names: dict[str, str]) -> Runnable:
     """Expose the model's fields as the knobs (knob name -> field name) in config.configurable."""
     fields = {
-        field: ConfigurableField(id=knob, name=knob, description=KNOB_DESCRIPTIONS[knob])
+        field: ConfigurableField(
+            id=knob, name=knob, description=KNOB_DESCRIPTIONS[knob], annotation=KNOB_TYPES[knob]
+        )
         for knob, field in field_names.items()
     }
     return model.configurable_fields(**fields)

@@ -7,12 +7,13 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
-from langchain_core.runnables import Runnable, RunnableConfig, RunnableGenerator
+from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.utils import AddableDict
 from pydantic import BaseModel, ConfigDict, Field
 
 from chains.backends import Backend
 from chains.budget import Budget, split_text
+from chains.configurable import DeclaredGenerator
 from chains.errors import InvalidInput
 from chains.prompts import load_prompt
 
@@ -32,6 +33,9 @@ class SummarizeOutput(BaseModel):
     """Output of /summarize (streamed as progress events, then the summary's tokens)."""
 
     summary: str
+    content: str = Field(
+        "", description="The run as a person reads it: a line per progress event, then the summary"
+    )
     chunks: int = Field(description="Chunks the text was cut into")
     chunk_tokens: list[int] = Field(description="Tokens of each chunk's prompt, as sent")
     budget: int = Field(description="Most prompt tokens a call may have")
@@ -87,8 +91,11 @@ class Run:
 
 
 def _progress(stage: str, done: int, total: int) -> AddableDict:
-    event = {"stage": stage, "done": done, "total": total, "message": f"{stage}: {done} of {total}"}
-    return AddableDict(progress=[event])
+    """A progress event; its `content` line is what the playground shows while the run goes on."""
+    message = f"{stage}: {done} of {total}"
+    event = {"stage": stage, "done": done, "total": total, "message": message}
+    line = "[writing the summary]\n\n" if stage == "final" else f"[{message}]\n"
+    return AddableDict(progress=[event], content=line)
 
 
 def _groups(run: Run, partials: list[str]) -> list[str]:
@@ -151,10 +158,11 @@ def _final(run: Run, prompt: str, text: str) -> Iterator[AddableDict]:
     reply = None
     for chunk in run.model.stream(run.messages(prompt, text), run.config):
         reply = chunk if reply is None else reply + chunk
-        if chunk.content:
-            yield AddableDict(summary=chunk.content)
+        if chunk.content:  # every chunk has a string `content`: the playground joins them as text
+            yield AddableDict(summary=chunk.content, content=chunk.content)
     run._count([size], [reply or AIMessage(content="")])
     yield AddableDict(
+        content="",
         chunks=len(run.chunk_tokens),
         chunk_tokens=run.chunk_tokens,
         budget=run.limit,
@@ -189,5 +197,5 @@ def build_summarize_chain(backend: Backend) -> Runnable:
         while (step := await loop.run_in_executor(None, next, steps, None)) is not None:
             yield step
 
-    chain = RunnableGenerator(transform, atransform, name="summarize")
+    chain = DeclaredGenerator(transform, atransform, model.config_specs, name="summarize")
     return chain.with_types(input_type=SummarizeInput, output_type=SummarizeOutput)

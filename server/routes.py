@@ -25,17 +25,24 @@ from chains.settings import Settings
 Preflight = Callable[[Backend, object, dict], None]
 
 
-def request_checker(backend: Backend, settings: Settings, preflight: Preflight) -> Any:
+def request_checker(
+    backend: Backend, settings: Settings, preflight: Preflight, extra: frozenset[str] = frozenset()
+) -> Any:
     """A per-request hook run before any output is sent (so streams get real status codes too):
-    bad knobs -> 422, model still loading -> 503, input over the token budget -> 413."""
+    bad knobs -> 422, model still loading -> 503, input over the token budget -> 413.
+
+    `extra`: configurable keys of the route besides the knobs (checked by its preflight).
+    """
 
     async def check(config: dict, request: Request) -> dict:
         configurable = config.get("configurable") or {}
         if not isinstance(configurable, dict):
             raise InvalidInput("config.configurable must be an object of knob values")
-        knobs = validate_knobs(configurable, settings.max_new_tokens_limit)
+        knob_values = {k: v for k, v in configurable.items() if k not in extra}
+        knobs = validate_knobs(knob_values, settings.max_new_tokens_limit)
         backend.require_ready()
-        checked = {**config, "configurable": knobs.model_dump(exclude_none=True)}
+        own = {k: v for k, v in configurable.items() if k in extra and v is not None}
+        checked = {**config, "configurable": {**knobs.model_dump(exclude_none=True), **own}}
         items = _inputs(await request.json(), _call_index(request))
         # token counting can take a while on a large body: keep it off the event loop
         await run_in_threadpool(lambda: [preflight(backend, item, checked) for item in items])
@@ -83,9 +90,11 @@ def mount_chains(
         chat,
         path="/chat",
         per_req_config_modifier=request_checker(
-            backend, settings, partial(chat_chain.preflight, system=system, sessions=sessions)
+            backend,
+            settings,
+            partial(chat_chain.preflight, system=system, sessions=sessions),
+            extra=frozenset({"session_id"}),
         ),
-        playground_type="chat",
     )
     add_routes(
         app,

@@ -77,9 +77,18 @@ def test_closing_a_stream_frees_the_model(embedded_backend):
     stream = engine.stream(prompt, GenerationParams(max_new_tokens=2000))
     assert next(stream)
     stream.close()  # what a client disconnect does
-    started = time.perf_counter()
-    engine.generate([prompt], GenerationParams(max_new_tokens=1))  # queued behind the cancelled job
-    assert time.perf_counter() - started < 30  # 2000 tokens would take minutes
+    for _ in stream:  # the engine answers the cancelled job with its Completion at the next step
+        pass
+    cancelled = stream.completion
+    assert cancelled.finish_reason == "cancelled"  # cut short by close(), not by length or EOS
+    assert cancelled.completion_tokens < 1000  # far short of its 2000 tokens
+    (quick,) = engine.generate([prompt], GenerationParams(max_new_tokens=1))  # queued behind it
+    assert quick.finish_reason in {"length", "stop"} and quick.completion_tokens == 1
+    for _ in range(300):  # the model thread updates its batch just after the last step: poll for it
+        if engine.engine.running == engine.engine.queued == 0:
+            break
+        time.sleep(0.1)
+    assert engine.engine.running == engine.engine.queued == 0  # nothing left holding the model
 
 
 def test_converted_cache_is_reused(embedded_backend):

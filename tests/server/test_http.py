@@ -1,6 +1,7 @@
 """A real hfchain server (uvicorn on 127.0.0.1, embedded model) driven by httpx and RemoteRunnable."""
 
 import json
+import re
 import time
 
 import httpx
@@ -10,6 +11,24 @@ from langserve import RemoteRunnable
 
 QUESTION = {"messages": [{"role": "user", "content": "What is the capital of France?"}]}
 GREEDY = {"configurable": {"temperature": 0, "max_new_tokens": 20}}
+OUT = 'hfchain_tokens_total{direction="out"}'  # tokens the server generated
+
+
+def metric(url: str, name: str) -> float:
+    """The sum of a metric's samples on /metrics (0 when absent); `name` may carry its exact labels."""
+    text = httpx.get(f"{url}/metrics", timeout=30).text
+    labels = "" if "{" in name else r"(?:{[^}]*})?"
+    return sum(float(v) for v in re.findall(rf"^{re.escape(name)}{labels} (\S+)$", text, flags=re.MULTILINE))
+
+
+def wait_for(condition, timeout: float = 60.0) -> bool:
+    """Poll `condition` until it holds (a generous limit: not a speed bound)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return False
 
 
 def sse_events(response: httpx.Response) -> list[tuple[str, str]]:
@@ -122,6 +141,7 @@ def test_remote_runnable_invoke_batch_stream(server):
 
 
 def test_a_client_that_leaves_a_stream_frees_the_model(server):
+    cancelled, generated = metric(server.url, "hfchain_cancellations_total"), metric(server.url, OUT)
     body = {
         "input": {"prompt": "Write a very long essay about the sea."},
         "config": {"configurable": {"max_new_tokens": 2000}},
@@ -133,10 +153,13 @@ def test_a_client_that_leaves_a_stream_frees_the_model(server):
                 data_events += line.startswith("event: data")
                 if data_events == 3:
                     break  # leave mid-stream: the connection closes with the block
-        started = time.monotonic()
+        assert wait_for(lambda: metric(server.url, "hfchain_cancellations_total") == cancelled + 1)
+        assert wait_for(lambda: metric(server.url, "hfchain_batch_running") == 0)
+        left_after = metric(server.url, OUT) - generated  # the tokens the dropped stream generated
+        assert 3 <= left_after < 1000  # stopped far short of its 2000
         quick = {"input": {"prompt": "Hi"}, "config": {"configurable": {"max_new_tokens": 2}}}
         assert client.post("/generate/invoke", json=quick).status_code == 200
-    assert time.monotonic() - started < 30  # 2000 more tokens would hold the model for minutes
+    assert 1 <= metric(server.url, OUT) - generated - left_after <= 2  # the quick one ran, nothing else
 
 
 def test_over_long_generate_gets_413_with_the_token_numbers(http):

@@ -1,5 +1,6 @@
 """The OpenAI and TGI protocols on a real server, through the official openai client and huggingface_hub."""
 
+import re
 import time
 
 import httpx
@@ -11,6 +12,24 @@ from chains.chat import system_prompt_or_default
 from chains.messages import coerce_messages, to_chat_dicts, with_system_prompt
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+OUT = 'hfchain_tokens_total{direction="out"}'  # tokens the server generated
+
+
+def metric(url: str, name: str) -> float:
+    """The sum of a metric's samples on /metrics (0 when absent); `name` may carry its exact labels."""
+    text = httpx.get(f"{url}/metrics", timeout=30).text
+    labels = "" if "{" in name else r"(?:{[^}]*})?"
+    return sum(float(v) for v in re.findall(rf"^{re.escape(name)}{labels} (\S+)$", text, flags=re.MULTILINE))
+
+
+def wait_for(condition, timeout: float = 60.0) -> bool:
+    """Poll `condition` until it holds (a generous limit: not a speed bound)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return False
 
 
 @pytest.fixture(scope="module")
@@ -132,6 +151,7 @@ def test_inference_client_gets_tgi_typed_errors(server):
     ],
 )
 def test_leaving_a_protocol_stream_frees_the_model(server, path, body):
+    cancelled, generated = metric(server.url, "hfchain_cancellations_total"), metric(server.url, OUT)
     with httpx.Client(base_url=server.url, timeout=60) as http:
         with http.stream("POST", path, json=body) as response:
             assert response.status_code == 200
@@ -140,7 +160,12 @@ def test_leaving_a_protocol_stream_frees_the_model(server, path, body):
                 events += line.startswith("data:")
                 if events == 3:
                     break  # leave mid-stream: the connection closes with the block
-        started = time.monotonic()
+        assert wait_for(lambda: metric(server.url, "hfchain_cancellations_total") == cancelled + 1)
+        assert wait_for(lambda: metric(server.url, "hfchain_batch_running") == 0)
+        left_after = metric(server.url, OUT) - generated  # the tokens the dropped stream generated
+        assert 2 <= left_after < 1000  # stopped far short of its 2000
         quick = {"messages": QUESTION, "max_tokens": 2}
-        assert http.post("/v1/chat/completions", json=quick).status_code == 200
-    assert time.monotonic() - started < 30  # 2000 more tokens would hold the model for minutes
+        reply = http.post("/v1/chat/completions", json=quick)
+        assert reply.status_code == 200
+    ran = metric(server.url, OUT) - generated - left_after
+    assert ran == reply.json()["usage"]["completion_tokens"] <= 2  # the quick one ran, nothing else
