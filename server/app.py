@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi_offline import FastAPIOffline
 from pydantic import ValidationError
 
 from chains.backends import Backend, build_backend
@@ -23,6 +24,7 @@ from server.limits import Admission, InFlight
 from server.openai_api import openai_router
 from server.ops import ops_router, sessions_router
 from server.routes import mount_chains
+from server.stream_gate import StreamGate
 from server.telemetry import Metrics, MetricsObserver, Telemetry
 from server.tgi_api import tgi_router
 
@@ -44,7 +46,7 @@ def create_app(
         backend.stop()
         sessions.close()
 
-    app = FastAPI(
+    app = FastAPIOffline(  # /docs and /redoc with their assets served from the package: no CDN
         title="hfchain",
         version="0.1.0",
         lifespan=lifespan,
@@ -75,6 +77,7 @@ def add_middleware(app: FastAPI, settings: Settings, backend: Backend) -> None:
     metrics.watch(engine, in_flight)
     app.state.metrics = metrics
     # Starlette wraps in reverse: the last added is the outermost
+    app.add_middleware(StreamGate)  # innermost: LangServe streams answer 429/503 before any event
     app.add_middleware(Admission, limit=settings.max_concurrent_requests, counter=in_flight, metrics=metrics)
     if keys := settings.keys():
         app.add_middleware(ApiKeyGuard, keys=keys)

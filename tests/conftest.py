@@ -25,7 +25,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark each test by its folder: unit, model, server or endpoint."""
     for item in items:
         folder = Path(str(item.fspath)).parent.name
-        if folder in {"unit", "model", "server", "endpoint"}:
+        if folder in {"unit", "model", "server", "endpoint", "fuzz", "browser"}:
             item.add_marker(getattr(pytest.mark, folder))
 
 

@@ -1,0 +1,155 @@
+"""Every playground and the API docs, opened, filled and run in Chromium, read back from the page."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import uuid
+
+import httpx
+import pytest
+
+FACT, QUESTION = "The secret word is banana.", "What is the secret word?"
+# the page's messages, [role, text] each, as the chat widget shows them
+MESSAGES_JS = """() => [...document.querySelectorAll('select')]
+    .map(s => [s.value, s.closest('div').parentElement.querySelector('textarea')?.value ?? null])"""
+# records every distinct text of the newest AI message, as rendered, until the page stops
+WATCH_AI_JS = """() => { window.seen = []; setInterval(() => {
+    const ai = [...document.querySelectorAll('select')].filter(s => s.value === 'ai').pop();
+    const text = ai?.closest('div').parentElement.querySelector('textarea')?.value;
+    if (text && text !== window.seen.at(-1)) window.seen.push(text); }, 5); }"""
+
+
+def assert_clean(page) -> None:
+    """No console error, no uncaught exception, no request that failed or left 127.0.0.1."""
+    log = page.log
+    assert not log.errors, log.errors
+    assert not log.failed, log.failed
+    assert not log.external, log.external
+
+
+def output_of(page) -> str:
+    """The default playground's Output box, once the run is over (Start is back)."""
+    page.get_by_role("button", name="Start").wait_for()
+    return page.locator("h2:has-text('Output') + div").first.inner_text()
+
+
+def chat_turn(page, text: str, turns_before: int) -> list[list[str]]:
+    """Type a human message in the chat widget, run it, wait for the reply; the page's messages."""
+    page.locator("select").last.locator("xpath=../..").locator("textarea").fill(text)
+    page.get_by_role("button", name="Start").click()
+    page.wait_for_function(f"() => document.querySelectorAll('select').length === {2 * turns_before + 3}")
+    page.get_by_role("button", name="Start").wait_for()
+    return page.evaluate(MESSAGES_JS)
+
+
+def stream_inputs(page, route: str) -> list[dict]:
+    """The bodies the page posted to the route's stream_log, in order."""
+    return [json.loads(body) for url, body in page.log.posts if url.endswith(f"/{route}/stream_log")]
+
+
+def test_chat_playground_streams_an_answer_and_the_follow_up_sees_the_first_turn(page, server):
+    page.goto(f"{server.url}/chat/playground/")
+    page.wait_for_selector("select")
+    assert page.evaluate(MESSAGES_JS) == [["human", ""]]  # the chat widget, ready for a message
+    page.evaluate(WATCH_AI_JS)
+    first = chat_turn(page, FACT + " Remember it.", 0)
+    assert [role for role, _ in first] == ["human", "ai", "human"] and first[1][1]
+    seen = page.evaluate("() => window.seen")
+    assert len(seen) >= 3 and seen[-1] == first[1][1]  # the answer grew on the page, piece by piece
+    assert all(later.startswith(earlier) for earlier, later in itertools.pairwise(seen))
+    second = chat_turn(page, QUESTION, 1)
+    assert [role for role, _ in second] == ["human", "ai"] * 2 + ["human"]
+    assert "banana" in second[3][1].lower()
+    sent = stream_inputs(page, "chat")[-1]["input"]["messages"]
+    assert [(m["type"], m["content"]) for m in sent] == [tuple(m) for m in second[:3]]
+    assert_clean(page)
+
+
+def test_chat_playground_keeps_a_session_set_under_configure(page, server):
+    session = f"browser-{uuid.uuid4().hex[:12]}"
+    page.goto(f"{server.url}/chat/playground/")
+    page.locator("[id='#/properties/session_id-input']").fill(session)
+    chat_turn(page, FACT, 0)
+    second = chat_turn(page, QUESTION, 1)
+    assert "banana" in second[3][1].lower()
+    assert stream_inputs(page, "chat")[-1]["config"]["configurable"]["session_id"] == session
+    stored = httpx.get(f"{server.url}/sessions/{session}").json()
+    # the page resends the whole chat each turn: the session keeps each message once
+    assert stored["turns"] == 2 and [m["content"] for m in stored["messages"]] == [m for _, m in second[:4]]
+    assert_clean(page)
+
+
+def test_generate_playground_shows_the_completion(page, server):
+    page.goto(f"{server.url}/generate/playground/")
+    page.locator("[id='#/properties/prompt-input']").fill("The capital of France is")
+    page.get_by_role("button", name="Start").click()
+    text = output_of(page)
+    assert "Paris" in text and not text.startswith("The capital")
+    assert stream_inputs(page, "generate")[0]["input"] == {"prompt": "The capital of France is"}
+    assert_clean(page)
+
+
+def test_generate_playground_knobs_under_configure_reach_the_model(page, server):
+    page.goto(f"{server.url}/generate/playground/")
+    page.locator("[id='#/properties/max_new_tokens-input']").fill("3")
+    page.locator("[id='#/properties/prompt-input']").fill("Once upon a time")
+    page.get_by_role("button", name="Start").click()
+    text = output_of(page)
+    assert 0 < len(text.split()) <= 3
+    assert stream_inputs(page, "generate")[0]["config"]["configurable"]["max_new_tokens"] == 3
+    assert_clean(page)
+
+
+def test_summarize_playground_shows_one_summary_that_grows(page, server, hamlet):
+    page.goto(f"{server.url}/summarize/playground/")
+    page.locator("[id='#/properties/text-input']").fill(hamlet[:1200])
+    page.get_by_role("button", name="Start").click()
+    page.wait_for_function("() => document.body.innerText.includes('[writing the summary]')")
+    text = output_of(page)
+    progress, _, summary = text.partition("[writing the summary]")
+    assert summary.strip() and '{"' not in text and '"summary"' not in text  # text, not JSON fragments
+    assert progress.strip() == ""  # one chunk: no map round to report
+    assert_clean(page)
+
+
+def test_classify_playground_shows_the_label_and_scores(page, server):
+    page.goto(f"{server.url}/classify/playground/")
+    page.locator("[id='#/properties/text-input']").fill("A wonderful, moving film with superb acting.")
+    for _ in range(2):
+        page.get_by_label("Add to Labels button").click()
+    labels = page.locator("table:has([aria-label='Add to Labels button']) tbody textarea")
+    labels.nth(0).fill("positive")
+    labels.nth(1).fill("negative")
+    page.get_by_role("button", name="Start").click()
+    output = json.loads(output_of(page))
+    assert output["label"] == "positive" and set(output["scores"]) == {"positive", "negative"}
+    assert output["scores"]["positive"] > output["scores"]["negative"]
+    assert_clean(page)
+
+
+@pytest.mark.parametrize("route", ["/chat/invoke", "/v1/chat/completions", "/classify/stream"])
+def test_docs_list_the_routes_offline(page, server, route):
+    page.goto(f"{server.url}/docs")
+    page.get_by_text(route, exact=True).first.wait_for()
+    assert_clean(page)
+
+
+def test_docs_try_it_out_calls_a_route(page, server):
+    page.goto(f"{server.url}/docs")
+    page.locator("#operations-ops-health_health_get").click()
+    page.get_by_role("button", name="Try it out").click()
+    page.get_by_role("button", name="Execute").click()
+    status = page.locator(".live-responses-table tbody .response-col_status").first
+    assert status.inner_text().strip() == "200"
+    assert_clean(page)
+
+
+def test_redoc_renders_offline(page, server):
+    page.goto(f"{server.url}/redoc")
+    page.get_by_text("/v1/chat/completions").first.wait_for(state="attached")
+    # ReDoc's footer asks its vendor's site for a logo and hides it when that fails: nothing else leaves
+    page.log.failed = [f for f in page.log.failed if "cdn.redoc.ly" not in f]
+    page.log.external = [u for u in page.log.external if "cdn.redoc.ly" not in u]
+    page.log.errors = [e for e in page.log.errors if "Failed to load resource" not in e]
+    assert_clean(page)
