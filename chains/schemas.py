@@ -20,9 +20,8 @@ def drop_nulls(schema: dict[str, Any]) -> None:
             schema.update({**kept[0], **schema})
         else:
             schema["anyOf"] = kept
-    for value in schema.values():
-        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else []
-        for child in children:
+    for value in list(schema.values()):
+        for child in value if isinstance(value, list) else [value]:
             if isinstance(child, dict):
                 drop_nulls(child)
 

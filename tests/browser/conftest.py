@@ -37,7 +37,7 @@ def chromium_path() -> str:
     return found
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # Playwright's sync API holds an event loop: gone before other tests
 def browser() -> Iterator:
     from playwright.sync_api import sync_playwright
 

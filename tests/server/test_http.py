@@ -100,7 +100,8 @@ def test_schemas_and_playground(http, route):
     assert http.get(f"{route}/input_schema").status_code == 200
     assert http.get(f"{route}/output_schema").status_code == 200
     knobs = http.get(f"{route}/config_schema").json()["$defs"]["Configurable"]["properties"]
-    assert set(knobs) == {"max_new_tokens", "temperature", "top_p", "stop", "seed"}
+    own = {"session_id"} if route == "/chat" else set()
+    assert set(knobs) == {"max_new_tokens", "temperature", "top_p", "stop", "seed", *own}
     page = http.get(f"{route}/playground/")
     assert page.status_code == 200 and "<html" in page.text.lower()
 

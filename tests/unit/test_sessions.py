@@ -108,3 +108,25 @@ def test_session_id_without_a_store_says_so():
     chain = build_chat_chain(fake_backend(), None, None)
     with pytest.raises(InvalidInput, match="sessions are not enabled"):
         chain.invoke({"messages": [{"role": "user", "content": "x"}], "session_id": "s"})
+
+
+def test_session_id_from_config_and_a_resent_history_stored_once(store):
+    chain = build_chat_chain(fake_backend(["one", "two"]), "", store)
+    config = {"configurable": {"session_id": "cfg-1"}}
+    chain.invoke({"messages": [{"role": "user", "content": "first"}]}, config=config)
+    resent = [
+        {"role": "user", "content": "first"},
+        {"role": "assistant", "content": "one"},
+        {"role": "user", "content": "second"},
+    ]
+    chain.invoke({"messages": resent}, config=config)  # what the playground sends
+    assert [m.content for m in store.history("cfg-1")] == ["first", "one", "second", "two"]
+
+
+def test_session_id_twice_with_different_values_is_refused(store):
+    chain = build_chat_chain(fake_backend(), "", store)
+    value = {"messages": [{"role": "user", "content": "x"}], "session_id": "a"}
+    with pytest.raises(InvalidInput, match="twice"):
+        chain.invoke(value, config={"configurable": {"session_id": "b"}})
+    with pytest.raises(InvalidInput, match="session_id"):
+        chain.invoke({"messages": value["messages"]}, config={"configurable": {"session_id": "bad id!"}})
