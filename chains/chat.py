@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from langchain_core.messages import AIMessage, BaseMessage, SystemMessage
 from langchain_core.runnables import (
@@ -22,6 +22,7 @@ from langchain_core.runnables import (
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.json_schema import SkipJsonSchema
 
+from chains.agent.plan import plan_call
 from chains.backends import Backend
 from chains.configurable import DeclaredLambda
 from chains.errors import InvalidInput
@@ -50,6 +51,17 @@ class ChatInput(BaseModel):
 
     messages: Messages = Field(json_schema_extra=CHAT_WIDGET)
     session_id: SkipJsonSchema[str | None] = Field(None, pattern=SESSION_ID_PATTERN, description=SESSION_HELP)
+    # what the model may reply with besides text (OpenAI's fields; chains/agent/plan.py); left out of the
+    # schema so that the playground still sees a chat input
+    tools: SkipJsonSchema[list[dict] | None] = None
+    tool_choice: SkipJsonSchema[str | dict | None] = None
+    parallel_tool_calls: SkipJsonSchema[bool | None] = None
+    response_format: SkipJsonSchema[dict | None] = None
+
+    def call_options(self) -> dict:
+        """The tool and response-format options set, as keyword arguments for the chat model."""
+        names = ("tools", "tool_choice", "parallel_tool_calls", "response_format")
+        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
 
 
 def system_prompt_or_default(system_prompt: str | None) -> str:
@@ -64,6 +76,7 @@ class Turn:
     messages: list[BaseMessage]
     new: list[BaseMessage]
     session_id: str | None = None
+    options: dict = field(default_factory=dict)  # tools / response_format for the model call
 
 
 def session_of(chat: ChatInput, config: dict | None) -> str | None:
@@ -93,15 +106,17 @@ def load_turn(value: object, sessions: SessionStore | None, config: dict | None 
     System messages of the request go first and are not stored: they apply to this turn only.
     """
     chat = ChatInput.model_validate(value)
+    options = chat.call_options()
+    plan_call(**options)  # bad tools, tool_choice or response_format: 422 before any work
     session_id = session_of(chat, config)
     if session_id is None:
-        return Turn(messages=chat.messages, new=[])
+        return Turn(messages=chat.messages, new=[], options=options)
     if sessions is None:
         raise InvalidInput("sessions are not enabled here: drop session_id and send the whole conversation")
     system = [m for m in chat.messages if isinstance(m, SystemMessage)]
     history = sessions.history(session_id)
     new = unsent(history, [m for m in chat.messages if not isinstance(m, SystemMessage)])
-    return Turn(messages=[*system, *history, *new], new=new, session_id=session_id)
+    return Turn(messages=[*system, *history, *new], new=new, session_id=session_id, options=options)
 
 
 def fit_conversation(
@@ -195,7 +210,8 @@ def build_chat_chain(
     def respond(value: dict | ChatInput, config: RunnableConfig) -> Runnable:
         turn, kept, info = fit_conversation(backend, value, system, config, sessions)
         messages = RunnableLambda(lambda _: kept, name="messages")
-        return messages | model | with_metadata(info) | remember(sessions, turn)
+        bound = model.bind(**turn.options) if turn.options else model
+        return messages | bound | with_metadata(info) | remember(sessions, turn)
 
     chain = DeclaredLambda(respond, [SESSION_SPEC], name="chat")
     return chain.with_types(input_type=ChatInput, output_type=AIMessage)

@@ -10,17 +10,19 @@ from langchain_core.messages import (
     BaseMessage,
     HumanMessage,
     SystemMessage,
+    ToolMessage,
     convert_to_messages,
 )
 from pydantic import BeforeValidator, Field, ValidationError
 
-ROLES = {SystemMessage: "system", HumanMessage: "user", AIMessage: "assistant"}
+ROLES = {SystemMessage: "system", HumanMessage: "user", AIMessage: "assistant", ToolMessage: "tool"}
 
 
 def coerce_messages(value: Any) -> Any:
     """Turn OpenAI-style ({"role": ...}) and LangChain ({"type": ...}) dicts into messages."""
     if not isinstance(value, list):
         return value
+    value = [_with_content(item) for item in value]
     for index, item in enumerate(value):
         try:
             convert_to_messages([item])
@@ -29,9 +31,17 @@ def coerce_messages(value: Any) -> Any:
     messages = convert_to_messages(value)
     for index, message in enumerate(messages):
         if role_of(message) is None:
-            raise ValueError(f"{message.type!r} messages are not supported: use system, user or assistant")
+            kinds = "system, user, assistant or tool"
+            raise ValueError(f"{message.type!r} messages are not supported: use {kinds}")
         check_parts(index, message.content)
     return messages
+
+
+def _with_content(item: Any) -> Any:
+    """OpenAI lets an assistant turn that calls tools leave content out or null: read it as ""."""
+    if isinstance(item, dict) and item.get("tool_calls") and item.get("content") is None:
+        return {**item, "content": ""}
+    return item
 
 
 def check_parts(index: int, content: Any) -> None:
@@ -79,8 +89,15 @@ def text_of(message: BaseMessage) -> str:
 
 
 def to_chat_dicts(messages: list[BaseMessage]) -> list[dict[str, str]]:
-    """Messages as the role/content dicts a tokenizer's chat template expects."""
-    return [{"role": role_of(m) or "user", "content": text_of(m)} for m in messages]
+    """Messages as the role/content dicts a tokenizer's chat template expects; tool calls and tool
+    results are written out as text (chains/agent/tools.py)."""
+    from chains.agent.tools import as_text
+
+    dicts = []
+    for message in messages:
+        role, content = as_text(message) or (role_of(message) or "user", text_of(message))
+        dicts.append({"role": role, "content": content})
+    return dicts
 
 
 def with_system_prompt(messages: list[BaseMessage], system_prompt: str | None) -> list[BaseMessage]:

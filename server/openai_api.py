@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Header, Request
 from fastapi.concurrency import run_in_threadpool
@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sse_starlette.sse import EventSourceResponse
 
 from chains import chat as chat_chain
-from chains.errors import NotFound
+from chains.errors import InvalidInput, NotFound
 from chains.knobs import validate_knobs
 from server.errors import request_id_var
 from server.streaming import prefetched, stream_error
@@ -25,6 +25,33 @@ class StreamOptions(BaseModel):
     """OpenAI's stream_options."""
 
     include_usage: bool = False
+
+
+class Function(BaseModel):
+    """A tool's function: its name, description and JSON-schema parameters."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class FunctionTool(BaseModel):
+    """OpenAI's {"type": "function", "function": {...}}."""
+
+    type: Literal["function"]
+    function: Function
+
+
+class NamedFunction(BaseModel):
+    name: str
+
+
+class NamedToolChoice(BaseModel):
+    """tool_choice naming one tool."""
+
+    type: Literal["function"]
+    function: NamedFunction
 
 
 class ChatCompletionRequest(BaseModel):
@@ -44,7 +71,10 @@ class ChatCompletionRequest(BaseModel):
     stream_options: StreamOptions | None = None
     n: int = Field(1, description="Only 1 is supported")
     user: str | None = Field(None, description="Used as the session id when x-session-id is not sent")
-    tools: list[Any] | None = None
+    tools: list[FunctionTool] | None = Field(None, max_length=128)
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: dict[str, Any] | None = None
 
     @field_validator("n")
     @classmethod
@@ -53,12 +83,17 @@ class ChatCompletionRequest(BaseModel):
             raise ValueError("only n=1 is supported: send n separate requests for more choices")
         return n
 
-    @field_validator("tools")
-    @classmethod
-    def _no_tools(cls, tools: list[Any] | None) -> list[Any] | None:
-        if tools:
-            raise ValueError("tool calling is not supported by this server: leave tools out")
-        return tools
+    def options(self) -> dict[str, Any]:
+        """tools, tool_choice, parallel_tool_calls and response_format, as the chat chain takes them."""
+        options = {
+            "tools": [t.model_dump(exclude_none=True) for t in self.tools] if self.tools else None,
+            "tool_choice": self.tool_choice.model_dump()
+            if isinstance(self.tool_choice, NamedToolChoice)
+            else self.tool_choice,
+            "parallel_tool_calls": self.parallel_tool_calls,
+            "response_format": self.response_format,
+        }
+        return {k: v for k, v in options.items() if v is not None}
 
     def knobs(self) -> dict[str, Any]:
         """The request's generation knobs, by their hfchain names."""
@@ -95,7 +130,9 @@ def openai_router(chain: Runnable, sessions_from_user: bool = True) -> APIRouter
     ) -> Any:
         app = request.app.state
         session_id = x_session_id or (body.user if sessions_from_user else None)
-        value = {"messages": body.messages, **({"session_id": session_id} if session_id else {})}
+        value = {"messages": body.messages, **body.options()}
+        value.update({"session_id": session_id} if session_id else {})
+        check_tool_results(body.messages)
         chat_chain.ChatInput.model_validate(value)  # bad messages or session id -> 400 before any work
         knobs = validate_knobs(body.knobs(), app.settings.max_new_tokens_limit).model_dump(exclude_none=True)
         config = {"configurable": knobs}
@@ -127,7 +164,7 @@ class Reply:
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": message.content},
+                    "message": _message(message),
                     "finish_reason": _finish_reason(message.response_metadata),
                     "logprobs": None,
                 }
@@ -147,6 +184,9 @@ class Reply:
                 total = chunk if total is None else total + chunk
                 if chunk.content:
                     yield self._chunk({"content": chunk.content}, None, usage)
+                for call in getattr(chunk, "tool_call_chunks", None) or []:
+                    for delta in _call_deltas(call):
+                        yield self._chunk({"tool_calls": [delta]}, None, usage)
         except Exception as error:  # the status line is sent: report it in the stream, as OpenAI does
             yield stream_error(path, error)
             return
@@ -176,8 +216,50 @@ def _model_card(request: Request) -> dict[str, Any]:
 
 
 def _finish_reason(metadata: dict) -> str:
-    """OpenAI's finish_reason: "length" when max_tokens cut the reply, else "stop"."""
-    return "length" if metadata.get("finish_reason") == "length" else "stop"
+    """OpenAI's finish_reason: "length" when max_tokens cut the reply, "tool_calls", else "stop"."""
+    reason = metadata.get("finish_reason")
+    return reason if reason in ("length", "tool_calls") else "stop"
+
+
+def _message(message: Any) -> dict[str, Any]:
+    """The reply's assistant message; with tool calls, content is null unless text came with them."""
+    calls = [
+        {
+            "id": call["id"],
+            "type": "function",
+            "function": {"name": call["name"], "arguments": json.dumps(call["args"], ensure_ascii=False)},
+        }
+        for call in getattr(message, "tool_calls", None) or []
+    ]
+    if not calls:
+        return {"role": "assistant", "content": message.content}
+    return {"role": "assistant", "content": message.content or None, "tool_calls": calls}
+
+
+def _call_deltas(call: dict) -> list[dict[str, Any]]:
+    """A streamed call as OpenAI sends it: id, name and empty arguments first, then the arguments."""
+    head = {"index": call["index"], "id": call["id"], "type": "function"}
+    return [
+        {**head, "function": {"name": call["name"], "arguments": ""}},
+        {"index": call["index"], "function": {"arguments": call["args"]}},
+    ]
+
+
+def check_tool_results(messages: list[dict[str, Any]]) -> None:
+    """Each tool message answers a call of an earlier assistant message (400 naming it otherwise)."""
+    calls: set[str] = set()
+    for index, message in enumerate(messages):
+        listed = message.get("tool_calls") if isinstance(message, dict) else None
+        for call in listed if isinstance(listed, list) else []:
+            if isinstance(call, dict) and isinstance(call.get("id"), str):
+                calls.add(call["id"])
+        if isinstance(message, dict) and message.get("role") == "tool":
+            call_id = message.get("tool_call_id")
+            if call_id not in calls:
+                raise InvalidInput(
+                    f"messages[{index}].tool_call_id {call_id!r} answers no tool call of an earlier "
+                    "assistant message: send the assistant turn with its tool_calls first"
+                )
 
 
 def _usage(counts: dict | None) -> dict[str, int] | None:

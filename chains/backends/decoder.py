@@ -110,7 +110,11 @@ def _left_pad(tensor: Any, width: int, dim: int = -1) -> Any:
 
 def pick(logits: Any, params: list[Any]) -> Any:
     """The next token per row: greedy where temperature is 0, else sampled with the row's temperature
-    and top_p (and its own generator when seeded)."""
+    and top_p (and its own generator when seeded); a row with a grammar picks among what it allows."""
+    for i, p in enumerate(params):
+        constraint = getattr(p, "constraint", None)
+        if constraint is not None and not getattr(p, "done", False):
+            constraint.mask(logits[i])
     tokens = logits.argmax(-1)
     for i, p in enumerate(params):
         if p.temperature >= MIN_TEMPERATURE:  # below it, sampling is greedy (and 1/T would overflow)

@@ -45,6 +45,7 @@ class GenerationParams:
     top_p: float = 1.0
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    grammar: str | None = None  # a Lark grammar (chains/agent/grammar.py) the tokens must follow
 
 
 class Observer:
@@ -68,6 +69,7 @@ class Job:
         self.submitted = time.monotonic()
         self.cancelled = threading.Event()
         self.generator: Any = None  # a seeded job's own torch.Generator
+        self.constraint: Any = None  # the grammar's matcher, when params.grammar is set
         self._sync: queue.SimpleQueue = queue.SimpleQueue()
         self._async: asyncio.Queue | None = asyncio.Queue() if loop else None
 
@@ -146,6 +148,7 @@ class BatchEngine:
         self._stopped = False
         self._thread: threading.Thread | None = None
         self._initializer: Callable[[], None] | None = None
+        self._grammars: Any = None
 
     # --- what the rest of the process sees -------------------------------------------------------
 
@@ -167,6 +170,8 @@ class BatchEngine:
     def submit(self, prompt: list[int], params: GenerationParams, loop: Any = None) -> Job:
         """Queue a generation job; raises Overloaded (429) when it would exceed the tokens in flight."""
         job = Job(prompt, params, loop)
+        if params.grammar is not None:  # compiled (or found) here: a bad grammar fails its caller only
+            job.constraint = self.grammars.constraint(params.grammar)
         with self._cond:
             limit = self.max_tokens_in_flight
             if limit and self._tokens_in_flight() + job.tokens > limit and (self._queue or self._running):
@@ -178,6 +183,15 @@ class BatchEngine:
                 )
         self._put(job)
         return job
+
+    @property
+    def grammars(self) -> Any:
+        """The compiled grammars for this model's tokenizer (made on first use)."""
+        if self._grammars is None:
+            from chains.agent.grammar import GrammarBook
+
+            self._grammars = GrammarBook(self.tokenizer, self.model.config.vocab_size)
+        return self._grammars
 
     def stop(self) -> None:
         """Stop the thread after the current step; queued and running jobs fail with 503."""
@@ -350,7 +364,7 @@ class _Row:
         self.stops = StopFilter(job.params.stop)
         self.done, self.reason = False, "length"
         self.temperature, self.top_p = job.params.temperature, job.params.top_p
-        self.generator = job.generator
+        self.generator, self.constraint = job.generator, job.constraint
 
     def check_cancelled(self) -> None:
         """End the row if its client left."""
@@ -367,12 +381,14 @@ class _Row:
         if token in self.eos:
             self.done, self.reason = True, "stop"
             return
+        if self.constraint is not None:
+            self.constraint.consume(token)
         self.ids.append(token)
         text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
         if not text.endswith("\ufffd"):  # an incomplete UTF-8 sequence waits for its next token
             self._emit(self.stops.feed(text[len(self.printed) :]))
             self.printed = text
-        if self.stops.stopped:
+        if self.stops.stopped or (self.constraint is not None and self.constraint.stopped):
             self.done, self.reason = True, "stop"
         elif self.generated >= self.job.params.max_new_tokens:
             self.done, self.reason = True, "length"

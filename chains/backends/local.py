@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+import json
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
-from langchain_core.language_models import BaseChatModel
+from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages.tool import tool_call_chunk
 from langchain_core.outputs import (
     ChatGeneration,
     ChatGenerationChunk,
@@ -16,10 +18,13 @@ from langchain_core.outputs import (
     GenerationChunk,
     LLMResult,
 )
-from langchain_core.runnables import RunnableConfig
+from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_huggingface import HuggingFacePipeline
 from pydantic import BaseModel, ConfigDict, Field
 
+from chains.agent.plan import CallPlan, plan_call
+from chains.agent.structured import structured_output
+from chains.agent.tools import CallStream, openai_tools, parse_calls
 from chains.backends.model import Completion, GenerationParams, LocalModel
 from chains.messages import to_chat_dicts
 
@@ -43,10 +48,10 @@ class KnobFields(KnobDefaults):
 
     engine: LocalModel = Field(exclude=True)
 
-    def params(self, stop: list[str] | None = None) -> GenerationParams:
+    def params(self, stop: list[str] | None = None, grammar: str | None = None) -> GenerationParams:
         """The knobs for one call; call-time stop sequences add to the configured ones."""
         stops = tuple(dict.fromkeys([*(self.stop or []), *(stop or [])]))
-        return GenerationParams(self.max_new_tokens, self.temperature, self.top_p, stops, self.seed)
+        return GenerationParams(self.max_new_tokens, self.temperature, self.top_p, stops, self.seed, grammar)
 
     def checked(self, ids: list[int]) -> list[int]:
         """The prompt ids, once checked to fit the context with room for the reply (else 413)."""
@@ -122,6 +127,8 @@ class LocalLLM(KnobFields, HuggingFacePipeline):
 class LocalChatModel(KnobFields, BaseChatModel):
     """Chat model over LocalModel: applies the tokenizer's chat template, then generates.
 
+    Tools (`bind_tools`) and response formats (`with_structured_output`, or `bind(response_format=...)`)
+    become a grammar that constrains the reply, so every call and every structured reply is valid.
     Async calls await the engine directly (the stock ChatHuggingFace over a pipeline has no async path).
     """
 
@@ -129,8 +136,32 @@ class LocalChatModel(KnobFields, BaseChatModel):
     def _llm_type(self) -> str:
         return "hfchain_local_chat"
 
-    def _prompt(self, messages: list[BaseMessage]) -> list[int]:
-        return self.checked(self.engine.tokens.chat_ids(to_chat_dicts(messages)))
+    def bind_tools(
+        self,
+        tools: Sequence[Any],
+        *,
+        tool_choice: Any = None,
+        parallel_tool_calls: bool | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        """Tools (LangChain tools, pydantic models, functions, OpenAI dicts) the replies may call."""
+        tools = openai_tools(list(tools))
+        plan_call(tools, tool_choice)  # a tool_choice naming no tool fails here, not at the first call
+        return self.bind(
+            tools=tools, tool_choice=tool_choice, parallel_tool_calls=parallel_tool_calls, **kwargs
+        )
+
+    def with_structured_output(
+        self, schema: Any, *, method: str = "json_schema", include_raw: bool = False, **kwargs: Any
+    ) -> Runnable:
+        """Replies parsed into `schema`: constrained JSON (json_schema), a forced call (function_calling)
+        or any JSON object (json_mode); `include_raw` as LangChain defines it."""
+        return structured_output(self, schema, method=method, include_raw=include_raw)
+
+    def _prepare(self, messages: list[BaseMessage], kwargs: dict) -> tuple[list[int], CallPlan]:
+        plan = plan_call(**kwargs)
+        ids = self.engine.tokens.chat_ids(to_chat_dicts(plan.messages(messages)))
+        return self.checked(ids), plan
 
     def _generate(
         self,
@@ -139,8 +170,9 @@ class LocalChatModel(KnobFields, BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        reply = self.engine.generate([self._prompt(messages)], self.params(stop))[0]
-        return ChatResult(generations=[ChatGeneration(message=self._message(reply))])
+        ids, plan = self._prepare(messages, kwargs)
+        reply = self.engine.generate([ids], self.params(stop, plan.grammar))[0]
+        return ChatResult(generations=[ChatGeneration(message=self._message(reply, plan))])
 
     async def _agenerate(
         self,
@@ -150,8 +182,9 @@ class LocalChatModel(KnobFields, BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         """Awaits the engine (no worker thread); a cancelled caller cancels the generation."""
-        reply = (await self.engine.agenerate([self._prompt(messages)], self.params(stop)))[0]
-        return ChatResult(generations=[ChatGeneration(message=self._message(reply))])
+        ids, plan = self._prepare(messages, kwargs)
+        reply = (await self.engine.agenerate([ids], self.params(stop, plan.grammar)))[0]
+        return ChatResult(generations=[ChatGeneration(message=self._message(reply, plan))])
 
     def batch(
         self,
@@ -167,19 +200,23 @@ class LocalChatModel(KnobFields, BaseChatModel):
         """
         if len(inputs) < 2 or return_exceptions or kwargs:
             return super().batch(inputs, config, return_exceptions=return_exceptions, **kwargs)
-        prompts = [self._prompt(self._convert_input(value).to_messages()) for value in inputs]
-        return [self._message(reply) for reply in self.engine.generate(prompts, self.params())]
+        prompts = [self._prepare(self._convert_input(value).to_messages(), {})[0] for value in inputs]
+        return [self._message(reply, CallPlan()) for reply in self.engine.generate(prompts, self.params())]
 
-    def _message(self, reply: Completion) -> AIMessage:
-        metadata = {"model_name": self.engine.name, "finish_reason": reply.finish_reason}
-        return AIMessage(content=reply.text, usage_metadata=_usage(reply), response_metadata=metadata)
-
-    def _last_chunk(self, reply: Completion) -> ChatGenerationChunk:
-        """The stream's closing chunk: no text, the token usage and the finish reason."""
-        info = {"model_name": self.engine.name, "finish_reason": reply.finish_reason}
-        return ChatGenerationChunk(
-            message=AIMessageChunk(content="", usage_metadata=_usage(reply)), generation_info=info
+    def _message(self, reply: Completion, plan: CallPlan) -> AIMessage:
+        content, calls = parse_calls(reply.text) if plan.tools else (reply.text, [])
+        reason = "tool_calls" if calls and reply.finish_reason == "stop" else reply.finish_reason
+        metadata = {"model_name": self.engine.name, "finish_reason": reason}
+        return AIMessage(
+            content=content, tool_calls=calls, usage_metadata=_usage(reply), response_metadata=metadata
         )
+
+    def _last_chunk(self, reply: Completion, calls: int = 0) -> ChatGenerationChunk:
+        """The stream's closing chunk: no text, the token usage and the finish reason."""
+        reason = "tool_calls" if calls and reply.finish_reason == "stop" else reply.finish_reason
+        info = {"model_name": self.engine.name, "finish_reason": reason}
+        message = AIMessageChunk(content="", usage_metadata=_usage(reply))
+        return ChatGenerationChunk(message=message, generation_info=info)
 
     def _stream(
         self,
@@ -188,13 +225,15 @@ class LocalChatModel(KnobFields, BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        stream = self.engine.stream(self._prompt(messages), self.params(stop))
+        ids, plan = self._prepare(messages, kwargs)
+        stream, pieces = self.engine.stream(ids, self.params(stop, plan.grammar)), Pieces(plan)
         for text in stream:
-            chunk = ChatGenerationChunk(message=AIMessageChunk(content=text))
-            if run_manager:
-                run_manager.on_llm_new_token(text, chunk=chunk)
-            yield chunk
-        yield self._last_chunk(stream.completion)
+            for chunk in pieces.feed(text):
+                if run_manager:
+                    run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+                yield chunk
+        yield from pieces.flush()
+        yield self._last_chunk(stream.completion, pieces.calls)
 
     async def _astream(
         self,
@@ -203,14 +242,47 @@ class LocalChatModel(KnobFields, BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        async for piece in self.engine.astream(self._prompt(messages), self.params(stop)):
+        ids, plan = self._prepare(messages, kwargs)
+        pieces = Pieces(plan)
+        async for piece in self.engine.astream(ids, self.params(stop, plan.grammar)):
             if isinstance(piece, Completion):
-                yield self._last_chunk(piece)
+                for chunk in pieces.flush():
+                    yield chunk
+                yield self._last_chunk(piece, pieces.calls)
                 return
-            chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece))
-            if run_manager:
-                await run_manager.on_llm_new_token(piece, chunk=chunk)
-            yield chunk
+            for chunk in pieces.feed(piece):
+                if run_manager:
+                    await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+                yield chunk
+
+
+class Pieces:
+    """Stream chunks for a reply: text as it comes; with tools, each call as a tool_call_chunk once whole."""
+
+    def __init__(self, plan: CallPlan) -> None:
+        self.split = CallStream() if plan.tools else None
+        self.calls = 0
+
+    def feed(self, text: str) -> list[ChatGenerationChunk]:
+        if self.split is None:
+            return [_text_chunk(text)]
+        shown, calls = self.split.feed(text)
+        self.calls += len(calls)
+        return ([_text_chunk(shown)] if shown else []) + [_call_chunk(call) for call in calls]
+
+    def flush(self) -> list[ChatGenerationChunk]:
+        rest = self.split.flush() if self.split else ""
+        return [_text_chunk(rest)] if rest else []
+
+
+def _text_chunk(text: str) -> ChatGenerationChunk:
+    return ChatGenerationChunk(message=AIMessageChunk(content=text))
+
+
+def _call_chunk(call: dict) -> ChatGenerationChunk:
+    args = json.dumps(call["args"], ensure_ascii=False)
+    part = tool_call_chunk(name=call["name"], args=args, id=call["id"], index=call["index"])
+    return ChatGenerationChunk(message=AIMessageChunk(content="", tool_call_chunks=[part]))
 
 
 def _llm_result(completions: list[Completion]) -> LLMResult:

@@ -43,7 +43,7 @@ def test_multipart_content_keeps_text_parts():
         "hi",
         [{"role": "wizard", "content": "x"}],
         [{"content": "no role"}],
-        [{"role": "tool", "content": "x", "tool_call_id": "1"}],
+        [{"role": "function", "content": "x", "name": "f"}],  # tool messages are served now
     ],
 )
 def test_bad_messages_are_refused(messages):

@@ -1,0 +1,1 @@
+"""Tool calling, structured output and constrained decoding (grammars per batch row)."""

@@ -1,0 +1,151 @@
+"""Grammars (llguidance) that constrain a row's tokens: JSON schemas, tool calls, regexes.
+
+A grammar is a Lark text; `GrammarBook` compiles each one once (bounded LRU) and hands every row its own
+copy of the matcher. Masks are applied with a plain bit-unpack, never llguidance's torch helpers (they are
+torch.compile'd: 20 s on the first CPU call).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import OrderedDict
+from typing import Any
+
+from chains.errors import InvalidInput
+
+CALL_BEGIN, CALL_END = "<tool_call>\n", "\n</tool_call>"
+# compact JSON: a small model given free whitespace pretty-prints and rambles
+COMPACT = {"whitespace_flexible": False, "key_separator": ": ", "item_separator": ", "}
+
+
+def compact(schema: dict) -> dict:
+    """The schema with llguidance's compact-JSON options."""
+    return {**schema, "x-guidance": COMPACT}
+
+
+def json_grammar(schema: dict | None) -> str:
+    """Only JSON valid for `schema` (any JSON object when None)."""
+    schema = schema if schema is not None else {"type": "object"}
+    return f"%llguidance {{}}\nstart: %json {json.dumps(compact(schema))}\n"
+
+
+def regex_grammar(pattern: str) -> str:
+    """Only text matching the regular expression `pattern`."""
+    return f"%llguidance {{}}\nstart: /{_lark_regex(pattern)}/\n"
+
+
+def call_schema(tool: dict) -> dict:
+    """The JSON of one call to `tool` (an OpenAI function tool): its name and schema-valid arguments."""
+    function = tool["function"]
+    arguments = function.get("parameters") or {"type": "object", "properties": {}}
+    return {
+        "type": "object",
+        "properties": {"name": {"const": function["name"]}, "arguments": arguments},
+        "required": ["name", "arguments"],
+        "additionalProperties": False,
+    }
+
+
+def tools_grammar(tools: list[dict], forced: bool, parallel: bool = False) -> str:
+    """Tool calls as `<tool_call>\\n{"name", "arguments"}\\n</tool_call>`; the reply ends after its call(s).
+
+    forced: the reply is a call and nothing else; otherwise free text, in which a call, once begun, can
+    only be a valid one. parallel: several calls may follow one another (a small model given the choice
+    repeats itself, so only when asked for).
+    """
+    calls = compact({"anyOf": [call_schema(t) for t in tools]})
+    if not forced:
+        import llguidance
+
+        tag = llguidance.StructTag(trigger=CALL_BEGIN.strip(), begin=CALL_BEGIN, grammar=calls, end=CALL_END)
+        grammar = llguidance.StructTag.to_grammar([tag], assume_special=False)
+        calls_rule = '(tag_0 ("\\n" tag_0)*)' if parallel else "tag_0"
+        return grammar.replace("start: (tag_0)* tag_end", f"start: {calls_rule} | tag_end", 1)
+    repeat = '("\\n" call)*' if parallel else ""
+    call = f'"{_escape(CALL_BEGIN)}" %json {json.dumps(calls)} "{_escape(CALL_END)}"'
+    return f"%llguidance {{}}\nstart: call {repeat}\ncall: {call}\n"
+
+
+def _escape(text: str) -> str:
+    return json.dumps(text)[1:-1]
+
+
+def _lark_regex(pattern: str) -> str:
+    return pattern.replace("/", "\\/")
+
+
+class GrammarBook:
+    """Compiled grammars for one tokenizer, each compiled once; `matcher()` gives a fresh copy."""
+
+    def __init__(self, tokenizer: Any, vocab_size: int, capacity: int = 64) -> None:
+        self.tokenizer, self.vocab_size, self.capacity = tokenizer, vocab_size, capacity
+        self._info: Any = None
+        self._compiled: OrderedDict[str, Any] = OrderedDict()
+        self._lock = threading.Lock()
+        self.compiled = self.hits = 0  # counts, for metrics and tests
+
+    def _tokenizer_info(self) -> Any:
+        if self._info is None:
+            import llguidance.hf
+
+            self._info = llguidance.hf.from_tokenizer(self.tokenizer, n_vocab=self.vocab_size)
+        return self._info
+
+    def constraint(self, grammar: str) -> Constraint:
+        """A row's constraint for `grammar` (InvalidInput if it does not compile)."""
+        return Constraint(self.matcher(grammar), self.vocab_size)
+
+    def matcher(self, grammar: str) -> Any:
+        """A new matcher for `grammar`, from the compiled copy (compiled now if unseen)."""
+        import llguidance
+
+        with self._lock:
+            template = self._compiled.get(grammar)
+            if template is not None:
+                self._compiled.move_to_end(grammar)
+                self.hits += 1
+                return template.deep_copy()
+            template = llguidance.LLMatcher(self._tokenizer_info(), grammar)
+            if template.is_error():
+                raise InvalidInput(f"the schema or grammar cannot be used: {template.get_error()}")
+            self.compiled += 1
+            self._compiled[grammar] = template
+            if len(self._compiled) > self.capacity:
+                self._compiled.popitem(last=False)
+            return template.deep_copy()
+
+
+class Constraint:
+    """One row's matcher: masks its logits, follows its tokens."""
+
+    def __init__(self, matcher: Any, vocab_size: int) -> None:
+        import numpy as np
+
+        self.matcher, self.vocab_size = matcher, vocab_size
+        self.bitmask = np.full((1, (vocab_size + 31) // 32), -1, dtype=np.int32)
+
+    def mask(self, logits: Any) -> None:
+        """Forbid (in place) every token the grammar does not allow next."""
+        import llguidance.numpy
+        import numpy as np
+        import torch
+
+        llguidance.numpy.fill_next_token_bitmask(self.matcher, self.bitmask, 0)
+        bits = np.unpackbits(self.bitmask[0].view(np.uint8), bitorder="little")[: logits.shape[-1]]
+        allowed = torch.from_numpy(bits.astype(bool)).to(logits.device)
+        logits.masked_fill_(~allowed, float("-inf"))
+
+    def consume(self, token: int) -> bool:
+        """Follow the chosen token; False if the grammar refuses it (never, after mask())."""
+        return bool(self.matcher.consume_token(token))
+
+    @property
+    def stopped(self) -> bool:
+        """The grammar allows nothing more: the reply is complete."""
+        return bool(self.matcher.is_stopped())
+
+    @property
+    def complete(self) -> bool:
+        """What was generated is a whole sentence of the grammar."""
+        return bool(self.matcher.is_accepting())
