@@ -3,14 +3,15 @@
 Body {"inputs", "parameters", "stream"}; reply [{"generated_text"}] or SSE token events whose last one
 carries generated_text and details. Sampling follows TGI: on with do_sample, or when temperature,
 top_p or typical_p ask for it; typical_p only switches it on (hfchain samples with temperature and
-top_p). top_k, repetition_penalty, grammar, best_of and the like are refused by name.
+top_p). `grammar` (json, json_schema, regex) constrains the reply (local backend). top_k,
+repetition_penalty, best_of and the like are refused by name.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
@@ -20,13 +21,14 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sse_starlette.sse import EventSourceResponse
 
 from chains import generate as generate_chain
+from chains.agent.grammar import json_grammar, regex_grammar
+from chains.errors import InvalidInput
 from chains.knobs import validate_knobs
 from server.streaming import prefetched, stream_error
 
 UNSUPPORTED = {
     "best_of": "best_of > 1",
     "decoder_input_details": "decoder_input_details",
-    "grammar": "grammar",
     "repetition_penalty": "repetition_penalty (other than 1.0)",
     "top_k": "top_k",
     "frequency_penalty": "frequency_penalty",
@@ -34,6 +36,35 @@ UNSUPPORTED = {
     "top_n_tokens": "top_n_tokens",
     "adapter_id": "adapter_id",
 }
+
+
+class TgiGrammar(BaseModel):
+    """TGI's grammar: a JSON schema ("json", "json_object", "json_schema") or a regular expression."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["json", "json_object", "json_schema", "regex"]
+    value: Any = None
+
+    def lark(self) -> str:
+        """The grammar the engine constrains the reply with (InvalidInput for a malformed value)."""
+        value = self.value
+        if isinstance(value, str) and self.type != "regex":
+            try:
+                value = json.loads(value)
+            except ValueError:
+                raise InvalidInput("parameters.grammar.value: not valid JSON: send a JSON schema") from None
+        if self.type == "regex":
+            if not isinstance(value, str) or not value:
+                raise InvalidInput(
+                    "parameters.grammar.value: a regex grammar needs the expression as a string"
+                )
+            return regex_grammar(value)
+        if self.type == "json_schema":
+            value = value.get("schema") if isinstance(value, dict) else None
+        if value is not None and not isinstance(value, dict):
+            raise InvalidInput("parameters.grammar.value: a json grammar needs a JSON schema object")
+        return json_grammar(value)
 
 
 class TgiParameters(BaseModel):
@@ -54,7 +85,7 @@ class TgiParameters(BaseModel):
     truncate: int | None = None
     best_of: int | None = None
     decoder_input_details: bool = False
-    grammar: Any = None
+    grammar: TgiGrammar | None = None
     repetition_penalty: float | None = None
     frequency_penalty: float | None = None
     watermark: bool = False
@@ -114,7 +145,11 @@ def tgi_router(llm: Runnable) -> APIRouter:
         app.backend.require_ready()
         value = {"prompt": body.inputs}
         await run_in_threadpool(generate_chain.preflight, app.backend, value, config)
-        events = _generation(llm, body, config)
+        grammar = body.parameters.grammar
+        if grammar is not None and app.backend.engine is None:
+            raise InvalidInput("parameters.grammar is served by the local backend only: leave it out")
+        bound = llm.bind(grammar=grammar.lark()) if grammar is not None else llm
+        events = _generation(bound, body, config)
         if body.stream:
             events = await prefetched(events)  # a 429/503 still gets its status code
             return EventSourceResponse(_sse(events, body, app.backend, request.url.path), sep="\n", ping=15)

@@ -106,7 +106,12 @@ class GrammarBook:
                 self._compiled.move_to_end(grammar)
                 self.hits += 1
                 return template.deep_copy()
-            template = llguidance.LLMatcher(self._tokenizer_info(), grammar)
+            try:
+                template = llguidance.LLMatcher(self._tokenizer_info(), grammar)
+            except BaseException as error:  # a Rust panic is a BaseException: a bad schema, not a crash
+                if isinstance(error, KeyboardInterrupt | SystemExit):
+                    raise
+                raise InvalidInput(f"the schema or grammar cannot be used: {error}") from None
             if template.is_error():
                 raise InvalidInput(f"the schema or grammar cannot be used: {template.get_error()}")
             self.compiled += 1

@@ -55,6 +55,11 @@ def _format_plan(response_format: dict) -> CallPlan:
     kind = response_format.get("type") if isinstance(response_format, dict) else None
     if kind == "text":
         return CallPlan()
+    if kind in ("json_object", "json") and isinstance(response_format.get("value"), dict):
+        # TGI's shape, which huggingface_hub's chat_completion sends for OpenAI's json_schema
+        schema = response_format["value"]
+        hint = load_prompt("json_system").format(schema=json.dumps(schema, ensure_ascii=False))
+        return CallPlan(grammar=json_grammar(schema), schema_hint=hint)
     if kind == "json_object":
         return CallPlan(
             grammar=json_grammar(None), schema_hint=load_prompt("json_system").format(schema="{}")

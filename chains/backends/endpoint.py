@@ -11,6 +11,7 @@ from typing import Any
 from langchain_huggingface import ChatHuggingFace, HuggingFaceEndpoint
 from pydantic import model_validator
 
+from chains.agent.tools import openai_tools
 from chains.budget import Budget
 from chains.errors import EndpointError, EndpointUnavailable, UnknownBackend
 from chains.stops import StopFilter
@@ -139,6 +140,36 @@ class EndpointChatModel(EndpointErrorsMixin, ChatHuggingFace):
         params = super()._default_params
         extra = {"top_p": self.top_p, "seed": self.seed}
         return {**{k: v for k, v in extra.items() if v is not None}, **params}
+
+    def bind_tools(self, tools: Any, *, tool_choice: Any = None, **kwargs: Any) -> Any:
+        """Tools for the remote server, with any tool_choice (the stock one refuses a tool_choice with
+        more than one tool)."""
+        return self.bind(tools=openai_tools(list(tools)), tool_choice=tool_choice, **kwargs)
+
+    def _generate(self, *args: Any, **kwargs: Any) -> Any:
+        return super()._generate(*args, **wire_options(kwargs))
+
+    async def _agenerate(self, *args: Any, **kwargs: Any) -> Any:
+        return await super()._agenerate(*args, **wire_options(kwargs))
+
+    def _stream(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        yield from super()._stream(*args, **wire_options(kwargs))
+
+    async def _astream(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        async for chunk in super()._astream(*args, **wire_options(kwargs)):
+            yield chunk
+
+
+def wire_options(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Tool options as InferenceClient.chat_completion takes them: OpenAI's tool_choice values (LangChain's
+    "any" / True / a bare name mapped), no parallel_tool_calls (it has no such parameter)."""
+    kwargs = {k: v for k, v in kwargs.items() if k != "parallel_tool_calls" and v is not None}
+    choice = kwargs.get("tool_choice")
+    if choice in ("any", True):
+        kwargs["tool_choice"] = "required"
+    elif isinstance(choice, str) and choice not in ("auto", "none", "required"):
+        kwargs["tool_choice"] = {"type": "function", "function": {"name": choice}}
+    return kwargs
 
 
 class EndpointBudget:

@@ -60,7 +60,10 @@ class KnobFields(KnobDefaults):
 
 
 class LocalLLM(KnobFields, HuggingFacePipeline):
-    """HuggingFacePipeline whose generation goes through the shared LocalModel (only new text back)."""
+    """HuggingFacePipeline whose generation goes through the shared LocalModel (only new text back).
+
+    `grammar` (a Lark text, chains/agent/grammar.py) in the call's keyword arguments constrains the reply.
+    """
 
     pipeline: Any = None  # generation goes through the engine (the model thread), not a pipeline object
     model_id: str = "local"
@@ -77,7 +80,7 @@ class LocalLLM(KnobFields, HuggingFacePipeline):
         **kwargs: Any,
     ) -> LLMResult:
         ids = [self.checked(self.engine.tokens.prompt_ids(prompt)) for prompt in prompts]
-        return _llm_result(self.engine.generate(ids, self.params(stop)))
+        return _llm_result(self.engine.generate(ids, self.params(stop, kwargs.get("grammar"))))
 
     async def _agenerate(
         self,
@@ -88,7 +91,7 @@ class LocalLLM(KnobFields, HuggingFacePipeline):
     ) -> LLMResult:
         """Awaits the engine (no worker thread); a cancelled caller cancels the generation."""
         ids = [self.checked(self.engine.tokens.prompt_ids(prompt)) for prompt in prompts]
-        return _llm_result(await self.engine.agenerate(ids, self.params(stop)))
+        return _llm_result(await self.engine.agenerate(ids, self.params(stop, kwargs.get("grammar"))))
 
     def _stream(
         self,
@@ -98,7 +101,7 @@ class LocalLLM(KnobFields, HuggingFacePipeline):
         **kwargs: Any,
     ) -> Iterator[GenerationChunk]:
         ids = self.checked(self.engine.tokens.prompt_ids(prompt))
-        stream = self.engine.stream(ids, self.params(stop))
+        stream = self.engine.stream(ids, self.params(stop, kwargs.get("grammar")))
         for text in stream:
             chunk = GenerationChunk(text=text)
             if run_manager:
@@ -114,7 +117,7 @@ class LocalLLM(KnobFields, HuggingFacePipeline):
         **kwargs: Any,
     ) -> AsyncIterator[GenerationChunk]:
         ids = self.checked(self.engine.tokens.prompt_ids(prompt))
-        async for piece in self.engine.astream(ids, self.params(stop)):
+        async for piece in self.engine.astream(ids, self.params(stop, kwargs.get("grammar"))):
             if isinstance(piece, Completion):
                 yield GenerationChunk(text="", generation_info=_info(piece))
                 return

@@ -163,3 +163,38 @@ def test_unreachable_endpoint_gives_503_naming_the_url():
             assert dead in response.json()["detail"] and response.headers["retry-after"]
     finally:
         server.stop()
+
+
+def test_tools_and_structured_output_pass_through_to_a_second_hfchain(tgi):
+    from pydantic import BaseModel
+
+    class City(BaseModel):
+        name: str
+        country: str
+
+    chat = endpoint_backend(tgi.url, max_new_tokens=48).chat_model
+
+    def get_weather(city: str) -> str:
+        """The weather in a city."""
+        return "sunny"
+
+    def get_time(timezone: str) -> str:
+        """The time in a timezone."""
+        return "12:00"
+
+    # the stock ChatHuggingFace.bind_tools refuses a tool_choice with more than one tool
+    reply = chat.bind_tools([get_weather, get_time], tool_choice="any").invoke(
+        "What is the weather in Paris?"
+    )
+    assert reply.tool_calls and reply.tool_calls[0]["name"] in {"get_weather", "get_time"}
+    named = chat.bind_tools([get_weather, get_time], tool_choice="get_time").invoke("Time in Tokyo?")
+    assert [c["name"] for c in named.tool_calls] == ["get_time"]
+    chain = build_chat_chain(endpoint_backend(tgi.url))
+    value = {
+        **QUESTION,
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {"name": "City", "schema": City.model_json_schema()},
+        },
+    }
+    City.model_validate_json(chain.invoke(value, config={"configurable": {"max_new_tokens": 48}}).content)

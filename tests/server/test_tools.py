@@ -122,3 +122,27 @@ def test_create_agent_over_chat_openai_runs_a_tool_loop(server):
     assert result["messages"][2].content == str(sum(added[0]))
     structured = llm.with_structured_output(City, method="json_schema").invoke("Paris is in France.")
     assert isinstance(structured, City)
+
+
+def test_tgi_grammar_constrains_text_generation(server):
+    from huggingface_hub import InferenceClient
+    from huggingface_hub.errors import ValidationError
+
+    tgi = InferenceClient(base_url=server.url)
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string", "maxLength": 20}, "sunny": {"type": "boolean"}},
+        "required": ["city", "sunny"],
+        "additionalProperties": False,
+    }
+    text = tgi.text_generation(
+        "The weather in Paris, as JSON:", max_new_tokens=40, grammar={"type": "json", "value": schema}
+    )
+    data = json.loads(text)
+    assert set(data) == {"city", "sunny"} and isinstance(data["sunny"], bool)
+    digits = tgi.text_generation(
+        "Pick a number:", max_new_tokens=8, grammar={"type": "regex", "value": "[0-9]{3}"}
+    )
+    assert len(digits) == 3 and digits.isdigit()
+    with pytest.raises(ValidationError, match="not valid JSON"):  # huggingface_hub's typed 422
+        tgi.text_generation("x", max_new_tokens=4, grammar={"type": "json", "value": "{not json"})
