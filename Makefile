@@ -42,6 +42,7 @@ bench: install
 	$(BIN)/python benchmarks/splitting.py
 	$(BIN)/python benchmarks/chat_api.py
 	$(BIN)/python benchmarks/load.py
+	$(BIN)/python benchmarks/tools.py
 
 clean:
 	rm -rf $(VENV)
