@@ -157,7 +157,8 @@ def remember(sessions: SessionStore | None, turn: Turn) -> Runnable:
 
     def store(chunks: list[AIMessage]) -> None:
         if sessions is not None and turn.session_id and chunks:
-            reply = AIMessage(content="".join(text_of(c) for c in chunks))
+            calls = [call for chunk in chunks for call in getattr(chunk, "tool_calls", None) or []]
+            reply = AIMessage(content="".join(text_of(c) for c in chunks), tool_calls=calls)
             sessions.append(turn.session_id, [*turn.new, reply])
 
     def transform(chunks: Iterator[AIMessage]) -> Iterator[AIMessage]:

@@ -4,12 +4,13 @@ import threading
 
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import ValidationError
 
 from chains.chat import build_chat_chain
 from chains.errors import InvalidInput, SessionsUnavailable
 from chains.sessions import SessionStore
-from tests.unit.fakes import fake_backend
+from tests.unit.fakes import KnobFakeChat, fake_backend
 
 
 @pytest.fixture
@@ -130,3 +131,23 @@ def test_session_id_twice_with_different_values_is_refused(store):
         chain.invoke(value, config={"configurable": {"session_id": "b"}})
     with pytest.raises(InvalidInput, match="session_id"):
         chain.invoke({"messages": value["messages"]}, config={"configurable": {"session_id": "bad id!"}})
+
+
+def test_a_turn_that_calls_a_tool_is_stored_with_its_call(store):
+    class Caller(KnobFakeChat):
+        def _generate(self, messages, stop=None, run_manager=None, **kwargs):
+            call = {"name": "now", "args": {}, "id": "c1", "type": "tool_call"}
+            return ChatResult(generations=[ChatGeneration(message=AIMessage(content="", tool_calls=[call]))])
+
+    backend = fake_backend()
+    backend.chat_model = Caller(responses=["x"])
+    chain = build_chat_chain(backend, "", store)
+    chain.invoke({"messages": [{"role": "user", "content": "time?"}], "session_id": "tools-1"})
+    stored = store.history("tools-1")
+    assert [c["id"] for c in stored[-1].tool_calls] == ["c1"]
+    follow_up = {
+        "messages": [{"role": "tool", "tool_call_id": "c1", "content": "12:00"}],
+        "session_id": "tools-1",
+    }
+    chain.invoke(follow_up)
+    assert [m.type for m in store.history("tools-1")] == ["human", "ai", "tool", "ai"]
