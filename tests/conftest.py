@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -27,6 +28,24 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         folder = Path(str(item.fspath)).parent.name
         if folder in {"unit", "model", "server", "endpoint", "fuzz", "browser"}:
             item.add_marker(getattr(pytest.mark, folder))
+
+
+def metric(url: str, name: str, headers: dict | None = None) -> float:
+    """The sum of a metric's samples on /metrics (0 when absent); `name` may carry its exact labels."""
+    text = httpx.get(f"{url}/metrics", headers=headers, timeout=30).text
+    labels = "" if "{" in name else r"(?:{[^}]*})?"
+    pattern = rf"^{re.escape(name)}{labels} (\S+)$"
+    return sum(float(v) for v in re.findall(pattern, text, flags=re.MULTILINE))
+
+
+def wait_for(condition, timeout: float = 60.0) -> bool:
+    """Poll `condition` until it holds (a generous limit: not a speed bound)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return False
 
 
 def free_port() -> int:

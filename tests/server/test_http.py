@@ -1,34 +1,17 @@
 """A real hfchain server (uvicorn on 127.0.0.1, embedded model) driven by httpx and RemoteRunnable."""
 
 import json
-import re
-import time
 
 import httpx
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage
 from langserve import RemoteRunnable
 
+from tests.conftest import metric, wait_for
+
 QUESTION = {"messages": [{"role": "user", "content": "What is the capital of France?"}]}
 GREEDY = {"configurable": {"temperature": 0, "max_new_tokens": 20}}
 OUT = 'hfchain_tokens_total{direction="out"}'  # tokens the server generated
-
-
-def metric(url: str, name: str) -> float:
-    """The sum of a metric's samples on /metrics (0 when absent); `name` may carry its exact labels."""
-    text = httpx.get(f"{url}/metrics", timeout=30).text
-    labels = "" if "{" in name else r"(?:{[^}]*})?"
-    return sum(float(v) for v in re.findall(rf"^{re.escape(name)}{labels} (\S+)$", text, flags=re.MULTILINE))
-
-
-def wait_for(condition, timeout: float = 60.0) -> bool:
-    """Poll `condition` until it holds (a generous limit: not a speed bound)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.2)
-    return False
 
 
 def sse_events(response: httpx.Response) -> list[tuple[str, str]]:

@@ -1,8 +1,5 @@
 """The OpenAI and TGI protocols on a real server, through the official openai client and huggingface_hub."""
 
-import re
-import time
-
 import httpx
 import openai
 import pytest
@@ -10,26 +7,10 @@ from huggingface_hub import InferenceClient
 
 from chains.chat import system_prompt_or_default
 from chains.messages import coerce_messages, to_chat_dicts, with_system_prompt
+from tests.conftest import metric, wait_for
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 OUT = 'hfchain_tokens_total{direction="out"}'  # tokens the server generated
-
-
-def metric(url: str, name: str) -> float:
-    """The sum of a metric's samples on /metrics (0 when absent); `name` may carry its exact labels."""
-    text = httpx.get(f"{url}/metrics", timeout=30).text
-    labels = "" if "{" in name else r"(?:{[^}]*})?"
-    return sum(float(v) for v in re.findall(rf"^{re.escape(name)}{labels} (\S+)$", text, flags=re.MULTILINE))
-
-
-def wait_for(condition, timeout: float = 60.0) -> bool:
-    """Poll `condition` until it holds (a generous limit: not a speed bound)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.2)
-    return False
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,6 @@
 
 import queue
 import random
-import re
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -13,27 +11,10 @@ import pytest
 from langchain_huggingface import HuggingFaceEndpoint
 from langserve import RemoteRunnable
 
-from tests.conftest import hfchain_server
+from tests.conftest import hfchain_server, metric, wait_for
 
 LONG = {"messages": [{"role": "user", "content": "Write a very long essay about the sea."}]}
 OUT = 'hfchain_tokens_total{direction="out"}'  # tokens the server generated
-
-
-def metric(url: str, name: str, headers: dict | None = None) -> float:
-    """The sum of a metric's samples on /metrics (0 when absent)."""
-    text = httpx.get(f"{url}/metrics", headers=headers, timeout=30).text
-    labels = "" if "{" in name else r"(?:{[^}]*})?"
-    pattern = rf"^{re.escape(name)}{labels} (\S+)$"
-    return sum(float(v) for v in re.findall(pattern, text, flags=re.MULTILINE))
-
-
-def wait_for(condition, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.2)
-    return False
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,5 @@
 """LangServe streams on a real server: overload and queue timeout are HTTP 429/503, not a 200 stream."""
 
-import re
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -9,26 +7,21 @@ import httpx
 import pytest
 from langserve import RemoteRunnable
 
-from tests.conftest import hfchain_server
+from tests.conftest import hfchain_server, metric, wait_for
 
 ESSAY = {"messages": [{"role": "user", "content": "Write a very long essay about the sea."}]}
 SHORT = {"messages": [{"role": "user", "content": "Say hi."}]}
 
 
+def idle(url: str) -> bool:
+    """Wait until the engine runs and queues nothing (a stream closed before is cancelled by then)."""
+    return wait_for(
+        lambda: metric(url, "hfchain_batch_running") == 0 and metric(url, "hfchain_queue_depth") == 0
+    )
+
+
 def knobs(max_new_tokens: int) -> dict:
     return {"configurable": {"max_new_tokens": max_new_tokens, "temperature": 0}}
-
-
-def idle(url: str, timeout: float = 60.0) -> bool:
-    """Wait until the engine runs and queues nothing (a stream closed before is cancelled by then)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        text = httpx.get(f"{url}/metrics", timeout=30).text
-        values = re.findall(r"^hfchain_(?:batch_running|queue_depth) (\S+)$", text, flags=re.MULTILINE)
-        if len(values) == 2 and all(float(v) == 0 for v in values):
-            return True
-        time.sleep(0.2)
-    return False
 
 
 @pytest.fixture(scope="module")
@@ -97,19 +90,13 @@ def test_a_stream_that_gets_its_turn_is_a_normal_event_stream(tight):
     assert chunks and "".join(chunk.content for chunk in chunks).strip()
 
 
-def cancellations(url: str) -> float:
-    text = httpx.get(f"{url}/metrics", timeout=30).text
-    return sum(float(v) for v in re.findall(r"^hfchain_cancellations_total (\S+)$", text, flags=re.MULTILINE))
-
-
 def test_a_client_that_leaves_a_held_stream_cancels_its_queued_job(tight):
-    before = cancellations(tight.url)
+    before = metric(tight.url, "hfchain_cancellations_total")
     body = {"input": SHORT, "config": knobs(4)}
     with busy(tight.url):
         with pytest.raises(httpx.ReadTimeout):
             httpx.post(f"{tight.url}/chat/stream", json=body, timeout=0.3)  # leaves before any byte
-        deadline = time.monotonic() + 30  # while the busy stream still runs: the count is the queued job's
-        while cancellations(tight.url) == before and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert cancellations(tight.url) == before + 1
+        # while the busy stream still runs: the count is the queued job's
+        wait_for(lambda: metric(tight.url, "hfchain_cancellations_total") != before, timeout=30)
+        assert metric(tight.url, "hfchain_cancellations_total") == before + 1
     assert idle(tight.url)
