@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 
 from langchain_core.messages import AIMessage, BaseMessage, SystemMessage
@@ -39,8 +39,8 @@ SESSION_SPEC = ConfigurableFieldSpec(
 )
 
 
-class ChatInput(BaseModel):
-    """Input of /chat: LangChain-serialised or OpenAI-style messages, and an optional session.
+class Conversation(BaseModel):
+    """Input of /chat and /agent: LangChain-serialised or OpenAI-style messages, and an optional session.
 
     The session id may also come as config.configurable.session_id (LangServe's convention, what the
     playground sends); the input field stays accepted but is left out of the schema, so that the
@@ -51,6 +51,15 @@ class ChatInput(BaseModel):
 
     messages: Messages = Field(json_schema_extra=CHAT_WIDGET)
     session_id: SkipJsonSchema[str | None] = Field(None, pattern=SESSION_ID_PATTERN, description=SESSION_HELP)
+
+    def call_options(self) -> dict:
+        """Keyword arguments for the chat model besides the messages (none here)."""
+        return {}
+
+
+class ChatInput(Conversation):
+    """Input of /chat: a conversation, plus what the reply may be besides text."""
+
     # what the model may reply with besides text (OpenAI's fields; chains/agent/plan.py); left out of the
     # schema so that the playground still sees a chat input
     tools: SkipJsonSchema[list[dict] | None] = None
@@ -79,7 +88,7 @@ class Turn:
     options: dict = field(default_factory=dict)  # tools / response_format for the model call
 
 
-def session_of(chat: ChatInput, config: dict | None) -> str | None:
+def session_of(chat: Conversation, config: dict | None) -> str | None:
     """The session id from the input or from config.configurable.session_id (422 if they disagree)."""
     configured = ((config or {}).get("configurable") or {}).get("session_id") or None
     valid = isinstance(configured, str) and re.match(SESSION_ID_PATTERN, configured)
@@ -100,12 +109,19 @@ def unsent(history: list[BaseMessage], sent: list[BaseMessage]) -> list[BaseMess
     return sent[len(history) :] if history and same else sent
 
 
-def load_turn(value: object, sessions: SessionStore | None, config: dict | None = None) -> Turn:
+def load_turn(
+    value: object,
+    sessions: SessionStore | None,
+    config: dict | None = None,
+    schema: type[Conversation] = ChatInput,
+    resent: Callable[[list[BaseMessage], list[BaseMessage]], list[BaseMessage]] = unsent,
+) -> Turn:
     """The conversation to answer: the session's stored history (if any), then the request's messages.
 
     System messages of the request go first and are not stored: they apply to this turn only.
+    `resent` picks the new messages out of what was sent, given the stored history.
     """
-    chat = ChatInput.model_validate(value)
+    chat = schema.model_validate(value)
     options = chat.call_options()
     plan_call(**options)  # bad tools, tool_choice or response_format: 422 before any work
     session_id = session_of(chat, config)
@@ -115,7 +131,7 @@ def load_turn(value: object, sessions: SessionStore | None, config: dict | None 
         raise InvalidInput("sessions are not enabled here: drop session_id and send the whole conversation")
     system = [m for m in chat.messages if isinstance(m, SystemMessage)]
     history = sessions.history(session_id)
-    new = unsent(history, [m for m in chat.messages if not isinstance(m, SystemMessage)])
+    new = resent(history, [m for m in chat.messages if not isinstance(m, SystemMessage)])
     return Turn(messages=[*system, *history, *new], new=new, session_id=session_id, options=options)
 
 

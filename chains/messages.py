@@ -88,13 +88,17 @@ def text_of(message: BaseMessage) -> str:
     return "".join(parts)
 
 
-def to_chat_dicts(messages: list[BaseMessage]) -> list[dict[str, str]]:
-    """Messages as the role/content dicts a tokenizer's chat template expects; tool calls and tool
-    results are written out as text (chains/agent/tools.py)."""
-    from chains.agent.tools import as_text
+def to_chat_dicts(messages: list[BaseMessage], native: bool = False) -> list[dict]:
+    """Messages as the role/content dicts a tokenizer's chat template expects. Tool calls and tool
+    results are written out as text (chains/agent/tools.py), or, for a template with a tool syntax of
+    its own (`native`), given as `tool_calls` and `tool` messages for it to render."""
+    from chains.agent.tools import as_native, as_text
 
     dicts = []
     for message in messages:
+        if native and (entry := as_native(message)):
+            dicts.append(entry)
+            continue
         role, content = as_text(message) or (role_of(message) or "user", text_of(message))
         dicts.append({"role": role, "content": content})
     return dicts

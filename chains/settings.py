@@ -97,6 +97,23 @@ class Settings(BaseSettings):
     classify_method: Literal["embedding", "llm", "checkpoint"] = Field(
         "embedding", description="Default /classify method"
     )
+    agent_tools: str = Field(
+        "calculator,current_time,count_tokens,summarize,classify",
+        description="/agent tools, comma-separated: built-in names and Python module:attribute entries",
+    )
+    agent_mcp_servers: str | None = Field(
+        None,
+        description='/agent MCP servers, JSON: {"name": {"transport": "stdio", "command": ..., "args": '
+        '[...]} or {"transport": "streamable_http", "url": ...}}',
+    )
+    agent_max_steps: int = Field(6, ge=1, le=50, description="Most model calls per /agent request")
+    agent_tool_choice: Literal["auto", "required"] = Field(
+        "auto", description="/agent: required = the first step of each turn must call a tool"
+    )
+    agent_tool_timeout: float = Field(30.0, gt=0, description="Seconds one /agent tool call may take")
+    agent_tool_result_chars: int = Field(
+        4000, ge=100, description="Longest tool result the /agent model reads; longer ones are cut"
+    )
     max_batch_size: int = Field(16, ge=1, description="Most requests the local model generates for at once")
     max_prefill_tokens: int = Field(
         8192, ge=64, description="Padded prompt tokens prefilled at once when requests join the batch"

@@ -32,10 +32,20 @@ class Tokens:
         """A raw prompt (no chat template): user text plus the tokenizer's own BOS/EOS rules."""
         return self._encode(text, add_special_tokens=True)
 
-    def chat_ids(self, messages: list[dict[str, str]]) -> list[int]:
-        """A conversation through the chat template, each message's content encoded as user text."""
+    @property
+    def renders_tools(self) -> bool:
+        """Whether the chat template has a syntax of its own for tools (it reads a `tools` variable)."""
+        template = getattr(self.tokenizer, "chat_template", None) or ""
+        return "tools" in (template if isinstance(template, str) else str(template))
+
+    def chat_ids(self, messages: list[dict], tools: list[dict] | None = None) -> list[int]:
+        """A conversation through the chat template, each message's content encoded as user text;
+        `tools` (OpenAI function tools) go to a template that renders them."""
         slots = [{**m, "content": f"\ue000{i}\ue001"} for i, m in enumerate(messages)]
-        rendered = self.tokenizer.apply_chat_template(slots, tokenize=False, add_generation_prompt=True)
+        extra = {"tools": tools} if tools else {}
+        rendered = self.tokenizer.apply_chat_template(
+            slots, tokenize=False, add_generation_prompt=True, **extra
+        )
         ids: list[int] = []
         for i, piece in enumerate(_SLOT.split(rendered)):
             if i % 2:  # a slot: the message's content

@@ -12,6 +12,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi_offline import FastAPIOffline
 from pydantic import ValidationError
 
+from chains.agent.toolbox import load_mcp_tools
 from chains.backends import Backend, build_backend
 from chains.chat import build_chat_chain, system_prompt_or_default
 from chains.errors import HfchainError
@@ -22,7 +23,7 @@ from server.errors import domain_error, invalid_input
 from server.guard import RequestGuard
 from server.limits import Admission, InFlight
 from server.openai_api import openai_router
-from server.ops import ops_router, sessions_router
+from server.ops import agent_router, ops_router, sessions_router
 from server.routes import mount_chains
 from server.stream_gate import StreamGate
 from server.telemetry import Metrics, MetricsObserver, Telemetry
@@ -42,6 +43,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         backend.start()
+        await load_mcp_tools(app.state.agent.toolbox, settings.agent_mcp_servers)
         yield
         backend.stop()
         sessions.close()
@@ -60,7 +62,8 @@ def create_app(
     app.include_router(sessions_router(sessions))
     app.include_router(openai_router(chat, settings.sessions_from_user))
     app.include_router(tgi_router(backend.configurable_llm()))
-    mount_chains(app, backend, settings, chat, sessions)
+    app.state.agent = mount_chains(app, backend, settings, chat, sessions)
+    app.include_router(agent_router(app.state.agent.toolbox))
     app.add_exception_handler(HfchainError, domain_error)
     app.add_exception_handler(ValidationError, invalid_input)
     app.add_exception_handler(RequestValidationError, invalid_input)

@@ -1,4 +1,4 @@
-"""The `hfchain` command: serve, generate, chat."""
+"""The `hfchain` command: serve, generate, chat, agent, summarize, classify."""
 
 from __future__ import annotations
 
@@ -127,6 +127,63 @@ def chat(
             typer.echo(chunk.content, nl=False)
         typer.echo()
         history.append(AIMessage(content=reply))
+
+
+@app.command()
+def agent(
+    question: Annotated[str, typer.Argument(help="What to ask the agent")],
+    max_steps: Annotated[int | None, typer.Option(help="Most model calls [HFCHAIN_AGENT_MAX_STEPS]")] = None,
+    tool_choice: Annotated[
+        str | None, typer.Option(help="auto, or required: the first step calls a tool")
+    ] = None,
+    max_new_tokens: Annotated[int | None, typer.Option(help="Most tokens per model call")] = None,
+    temperature: Annotated[float | None, typer.Option(help="0 = greedy")] = None,
+) -> None:
+    """Ask the agent QUESTION; each tool call, each result and the answer stream to the terminal."""
+    import asyncio
+
+    from chains.agent.runner import build_agent
+    from chains.agent.toolbox import load_mcp_tools
+    from chains.classify import build_classify_chain, build_classify_methods
+    from chains.errors import HfchainError
+    from chains.summarize import build_summarize_chain
+
+    overrides = {"agent_max_steps": max_steps} if max_steps else {}
+    settings = _settings(**overrides, **({"agent_tool_choice": tool_choice} if tool_choice else {}))
+    _logging("warning")
+    backend = _ready_backend(settings)
+    methods = build_classify_methods(backend, settings.classifier)
+    classify = build_classify_chain(methods, settings.classify_method)
+    runner = build_agent(backend, settings, build_summarize_chain(backend), classify)
+    config = _knobs(max_new_tokens, temperature)
+    try:
+        asyncio.run(_show_agent(runner, question, config, settings.agent_mcp_servers, load_mcp_tools))
+    except HfchainError as error:
+        typer.secho(error.message, fg="red", err=True)
+        raise typer.Exit(2) from None
+
+
+async def _show_agent(runner, question: str, config: dict, mcp: str | None, load_mcp) -> None:
+    """Stream the run's events: the agent model's text, each tool's input and output."""
+    import json
+
+    await load_mcp(runner.toolbox, mcp)
+    value = {"messages": [{"role": "user", "content": question}]}
+    async for event in runner.astream_events(value, config, version="v2"):
+        kind, node = event["event"], event.get("metadata", {}).get("langgraph_node")
+        if kind == "on_chat_model_stream" and node == "model" and event["data"]["chunk"].text:
+            typer.echo(event["data"]["chunk"].text, nl=False)
+        elif kind == "on_tool_start":
+            args = json.dumps(event["data"].get("input"), ensure_ascii=False)
+            typer.secho(f"\n→ {event['name']}({args})", fg="cyan")
+        elif kind == "on_tool_end":
+            output = event["data"].get("output")
+            failed = getattr(output, "status", None) == "error"
+            text = getattr(output, "text", str(output))
+            typer.secho(f"← {event['name']}: {text}", fg="red" if failed else "green")
+        elif kind == "on_chain_end" and event["name"] == runner.name and not event.get("parent_ids"):
+            steps = event["data"]["output"].response_metadata.get("agent_steps")
+            typer.echo(f"\n[{steps} steps]", err=True)
 
 
 @app.command()

@@ -7,6 +7,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from chains.agent.toolbox import Toolbox
 from chains.errors import NotFound
 from chains.sessions import SESSION_ID_PATTERN, SessionStore
 
@@ -55,5 +56,16 @@ def sessions_router(sessions: SessionStore) -> APIRouter:
     async def reset(session_id: str = SessionId) -> dict:
         removed = await run_in_threadpool(sessions.delete, session_id)
         return {"session_id": session_id, "deleted_messages": removed}
+
+    return router
+
+
+def agent_router(toolbox: Toolbox) -> APIRouter:
+    """GET /agent/tools: the tools the agent may call, and the MCP servers that gave none (with why)."""
+    router = APIRouter(tags=["agent"])
+
+    @router.get("/agent/tools")
+    def tools() -> dict:
+        return toolbox.describe()
 
     return router

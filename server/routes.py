@@ -16,6 +16,7 @@ from chains import chat as chat_chain
 from chains import classify as classify_chain
 from chains import generate as generate_chain
 from chains import summarize as summarize_chain
+from chains.agent.runner import AGENT_KEYS, AgentRunnable, build_agent
 from chains.backends import Backend
 from chains.errors import InvalidInput
 from chains.knobs import validate_knobs
@@ -72,8 +73,9 @@ def _inputs(body: object, index: int) -> list:
 
 def mount_chains(
     app: FastAPI, backend: Backend, settings: Settings, chat: Runnable, sessions: SessionStore | None
-) -> None:
-    """/generate, /chat, /summarize, /classify: invoke, batch, stream, stream_events, schemas, playground.
+) -> AgentRunnable:
+    """/generate, /chat, /summarize, /classify, /agent: invoke, batch, stream, stream_events, schemas,
+    playground. Returns the agent (its MCP tools load when the app starts).
 
     `chat` is the chat chain the OpenAI route also serves (same sessions and limits).
     """
@@ -96,9 +98,10 @@ def mount_chains(
             extra=frozenset({"session_id"}),
         ),
     )
+    summarize = summarize_chain.build_summarize_chain(backend)
     add_routes(
         app,
-        summarize_chain.build_summarize_chain(backend),
+        summarize,
         path="/summarize",
         per_req_config_modifier=request_checker(backend, settings, summarize_chain.preflight),
     )
@@ -108,9 +111,22 @@ def mount_chains(
     def classify_preflight(_backend: Backend, value: object, _config: dict) -> None:
         classify_chain.preflight(methods, value, default)
 
+    classify = classify_chain.build_classify_chain(methods, default)
     add_routes(
         app,
-        classify_chain.build_classify_chain(methods, default),
+        classify,
         path="/classify",
         per_req_config_modifier=request_checker(backend, settings, classify_preflight),
     )
+    agent = build_agent(backend, settings, summarize, classify, sessions)
+
+    def agent_preflight(_backend: Backend, value: object, config: dict) -> None:
+        agent.check(value, config)
+
+    add_routes(
+        app,
+        agent,
+        path="/agent",
+        per_req_config_modifier=request_checker(backend, settings, agent_preflight, extra=AGENT_KEYS),
+    )
+    return agent

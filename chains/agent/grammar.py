@@ -15,6 +15,7 @@ from typing import Any
 from chains.errors import InvalidInput
 
 CALL_BEGIN, CALL_END = "<tool_call>\n", "\n</tool_call>"
+RESPONSE_BEGIN, RESPONSE_END = "<tool_response>", "</tool_response>"
 # compact JSON: a small model given free whitespace pretty-prints and rambles
 COMPACT = {"whitespace_flexible": False, "key_separator": ": ", "item_separator": ", "}
 
@@ -35,10 +36,29 @@ def regex_grammar(pattern: str) -> str:
     return f"%llguidance {{}}\nstart: /{_lark_regex(pattern)}/\n"
 
 
+MAPS = frozenset({"properties", "$defs", "definitions", "patternProperties"})
+
+
+def closed(schema: object) -> object:
+    """The schema with every object that lists its properties closed to others, unless it says otherwise:
+    a tool's arguments are the ones it declares (a small model otherwise invents more)."""
+    if isinstance(schema, list):
+        return [closed(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    result = {key: closed(value) for key, value in schema.items() if key not in MAPS}
+    for key in MAPS & schema.keys():  # name -> schema mappings: the names are not schema keywords
+        value = schema[key]
+        result[key] = {k: closed(v) for k, v in value.items()} if isinstance(value, dict) else value
+    if isinstance(schema.get("properties"), dict) and "additionalProperties" not in schema:
+        result["additionalProperties"] = False
+    return result
+
+
 def call_schema(tool: dict) -> dict:
     """The JSON of one call to `tool` (an OpenAI function tool): its name and schema-valid arguments."""
     function = tool["function"]
-    arguments = function.get("parameters") or {"type": "object", "properties": {}}
+    arguments = closed(function.get("parameters") or {"type": "object", "properties": {}})
     return {
         "type": "object",
         "properties": {"name": {"const": function["name"]}, "arguments": arguments},

@@ -22,6 +22,13 @@ class CallPlan:
     tools: list[dict] = field(default_factory=list)
     grammar: str | None = None
     schema_hint: str | None = None
+    stop: list[str] = field(default_factory=list)  # stop sequences the plan adds
+    calls: bool = True  # whether the reply may call the tools (tool_choice "none": described only)
+
+    @property
+    def parses_calls(self) -> bool:
+        """Whether tool calls are read out of the reply."""
+        return bool(self.tools) and self.calls
 
     def messages(self, messages: list[BaseMessage]) -> list[BaseMessage]:
         """The conversation with the tool block or the JSON instruction in its system message."""
@@ -46,7 +53,7 @@ def plan_call(
         return CallPlan()
     usable, forced = chosen_tools(openai_tools(tools), tool_choice)
     if not usable:  # tool_choice "none": the tools stay described, the reply is text
-        return CallPlan(tools=openai_tools(tools))
+        return CallPlan(tools=openai_tools(tools), calls=False)
     grammar = tools_grammar(usable, forced=forced, parallel=parallel_tool_calls is True)
     return CallPlan(tools=usable, grammar=grammar)
 

@@ -83,7 +83,20 @@ def as_text(message: BaseMessage) -> tuple[str, str] | None:
         calls = "\n".join(render_call(c) for c in message.tool_calls)
         return "assistant", f"{message.text}\n{calls}".strip()
     if isinstance(message, ToolMessage):
-        return "user", f"<tool_response>\n{message.text}\n</tool_response>"
+        return "user", load_prompt("tool_response").format(result=message.text)
+    return None
+
+
+def as_native(message: BaseMessage) -> dict | None:
+    """An assistant turn with calls or a tool result in the shape chat templates with tools read."""
+    if isinstance(message, AIMessage) and message.tool_calls:
+        calls = [
+            {"type": "function", "id": c.get("id"), "function": {"name": c["name"], "arguments": c["args"]}}
+            for c in message.tool_calls
+        ]
+        return {"role": "assistant", "content": message.text, "tool_calls": calls}
+    if isinstance(message, ToolMessage):
+        return {"role": "tool", "content": message.text, "tool_call_id": message.tool_call_id}
     return None
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, ToolMessage
 from langchain_core.messages.tool import tool_call_chunk
 from langchain_core.outputs import (
     ChatGeneration,
@@ -22,6 +22,7 @@ from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_huggingface import HuggingFacePipeline
 from pydantic import BaseModel, ConfigDict, Field
 
+from chains.agent.grammar import RESPONSE_BEGIN, RESPONSE_END
 from chains.agent.plan import CallPlan, plan_call
 from chains.agent.structured import structured_output
 from chains.agent.tools import CallStream, openai_tools, parse_calls
@@ -162,9 +163,17 @@ class LocalChatModel(KnobFields, BaseChatModel):
         return structured_output(self, schema, method=method, include_raw=include_raw)
 
     def _prepare(self, messages: list[BaseMessage], kwargs: dict) -> tuple[list[int], CallPlan]:
-        plan = plan_call(**kwargs)
-        ids = self.engine.tokens.chat_ids(to_chat_dicts(plan.messages(messages)))
+        plan, tokens = plan_call(**kwargs), self.engine.tokens
+        if tokens.renders_tools and not plan.schema_hint:  # the template writes the tools its own way
+            ids = tokens.chat_ids(to_chat_dicts(messages, native=True), tools=plan.tools or None)
+        else:
+            ids = tokens.chat_ids(to_chat_dicts(plan.messages(messages)))
+        if plan.tools or any(isinstance(m, ToolMessage) for m in messages):
+            plan.stop = [RESPONSE_BEGIN, RESPONSE_END]  # a small model goes on to invent tool results
         return self.checked(ids), plan
+
+    def _params(self, stop: list[str] | None, plan: CallPlan) -> GenerationParams:
+        return self.params([*(stop or []), *plan.stop], plan.grammar)
 
     def _generate(
         self,
@@ -174,7 +183,7 @@ class LocalChatModel(KnobFields, BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         ids, plan = self._prepare(messages, kwargs)
-        reply = self.engine.generate([ids], self.params(stop, plan.grammar))[0]
+        reply = self.engine.generate([ids], self._params(stop, plan))[0]
         return ChatResult(generations=[ChatGeneration(message=self._message(reply, plan))])
 
     async def _agenerate(
@@ -186,7 +195,7 @@ class LocalChatModel(KnobFields, BaseChatModel):
     ) -> ChatResult:
         """Awaits the engine (no worker thread); a cancelled caller cancels the generation."""
         ids, plan = self._prepare(messages, kwargs)
-        reply = (await self.engine.agenerate([ids], self.params(stop, plan.grammar)))[0]
+        reply = (await self.engine.agenerate([ids], self._params(stop, plan)))[0]
         return ChatResult(generations=[ChatGeneration(message=self._message(reply, plan))])
 
     def batch(
@@ -207,7 +216,7 @@ class LocalChatModel(KnobFields, BaseChatModel):
         return [self._message(reply, CallPlan()) for reply in self.engine.generate(prompts, self.params())]
 
     def _message(self, reply: Completion, plan: CallPlan) -> AIMessage:
-        content, calls = parse_calls(reply.text) if plan.tools else (reply.text, [])
+        content, calls = parse_calls(reply.text) if plan.parses_calls else (reply.text, [])
         reason = "tool_calls" if calls and reply.finish_reason == "stop" else reply.finish_reason
         metadata = {"model_name": self.engine.name, "finish_reason": reason}
         return AIMessage(
@@ -229,7 +238,7 @@ class LocalChatModel(KnobFields, BaseChatModel):
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         ids, plan = self._prepare(messages, kwargs)
-        stream, pieces = self.engine.stream(ids, self.params(stop, plan.grammar)), Pieces(plan)
+        stream, pieces = self.engine.stream(ids, self._params(stop, plan)), Pieces(plan)
         for text in stream:
             for chunk in pieces.feed(text):
                 if run_manager:
@@ -247,7 +256,7 @@ class LocalChatModel(KnobFields, BaseChatModel):
     ) -> AsyncIterator[ChatGenerationChunk]:
         ids, plan = self._prepare(messages, kwargs)
         pieces = Pieces(plan)
-        async for piece in self.engine.astream(ids, self.params(stop, plan.grammar)):
+        async for piece in self.engine.astream(ids, self._params(stop, plan)):
             if isinstance(piece, Completion):
                 for chunk in pieces.flush():
                     yield chunk
@@ -263,7 +272,7 @@ class Pieces:
     """Stream chunks for a reply: text as it comes; with tools, each call as a tool_call_chunk once whole."""
 
     def __init__(self, plan: CallPlan) -> None:
-        self.split = CallStream() if plan.tools else None
+        self.split = CallStream() if plan.parses_calls else None
         self.calls = 0
 
     def feed(self, text: str) -> list[ChatGenerationChunk]:

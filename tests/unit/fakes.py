@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-from langchain_core.language_models import FakeListChatModel, FakeStreamingListLLM
+from typing import Any
 
+from langchain_core.language_models import BaseChatModel, FakeListChatModel, FakeStreamingListLLM
+from langchain_core.messages import BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+
+from chains.agent.middleware import steps_taken
+from chains.agent.tools import openai_tools
 from chains.backends import Backend
 from chains.backends.local import KNOB_FIELDS, KnobDefaults
 from chains.budget import Budget
@@ -37,3 +43,35 @@ def fake_backend(
         is_ready=lambda: ready,
         budget=lambda: budget,
     )
+
+
+class ScriptedChat(KnobDefaults, BaseChatModel):
+    """Answers step n of a turn (n = AI messages since the newest human one) with `script[n]`, tool calls
+    included; `log` (shared by the copies knobs make) records each call's messages and options."""
+
+    script: list[BaseMessage]
+    log: Any = None
+
+    @property
+    def _llm_type(self) -> str:
+        return "scripted"
+
+    def bind_tools(self, tools: Any, *, tool_choice: Any = None, **kwargs: Any) -> Any:
+        return self.bind(tools=openai_tools(list(tools)), tool_choice=tool_choice, **kwargs)
+
+    def _generate(
+        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kwargs: Any
+    ):
+        if self.log is not None:
+            self.log.append({"messages": messages, **kwargs})
+        reply = self.script[min(steps_taken(messages), len(self.script) - 1)].model_copy()
+        return ChatResult(generations=[ChatGeneration(message=reply)])
+
+
+def scripted_backend(
+    script: list[BaseMessage], log: list | None = None, context_window: int = 4096
+) -> Backend:
+    """A Backend whose chat model follows `script` (see ScriptedChat)."""
+    backend = fake_backend(context_window=context_window)
+    backend.chat_model = ScriptedChat(script=script, log=log)
+    return backend

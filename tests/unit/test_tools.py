@@ -8,6 +8,7 @@ from chains.agent.plan import plan_call
 from chains.agent.tools import CallStream, chosen_tools, openai_tools, parse_calls
 from chains.errors import InvalidInput
 from chains.messages import to_chat_dicts
+from chains.prompts import load_prompt
 from server.openai_api import check_tool_results
 
 
@@ -90,7 +91,7 @@ def test_calls_and_results_are_written_into_the_prompt():
         "role": "assistant",
         "content": '<tool_call>\n{"name": "now", "arguments": {}}\n</tool_call>',
     }
-    assert dicts[1] == {"role": "user", "content": "<tool_response>\n12:00\n</tool_response>"}
+    assert dicts[1] == {"role": "user", "content": load_prompt("tool_response").format(result="12:00")}
 
 
 def test_tool_results_must_answer_an_earlier_call():
@@ -98,3 +99,8 @@ def test_tool_results_must_answer_an_earlier_call():
     check_tool_results([{"role": "assistant", "tool_calls": [call]}, {"role": "tool", "tool_call_id": "c1"}])
     with pytest.raises(InvalidInput, match=r"messages\[0\].tool_call_id"):
         check_tool_results([{"role": "tool", "tool_call_id": "c1", "content": "x"}])
+
+
+def test_tool_choice_none_describes_the_tools_but_reads_no_call():
+    plan = plan_call(TOOLS, "none")
+    assert plan.tools and plan.grammar is None and not plan.parses_calls
