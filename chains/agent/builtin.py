@@ -54,7 +54,11 @@ def calculate(expression: str) -> str:
 
 
 class CalculatorArgs(BaseModel):
-    expression: str = Field(description="An arithmetic expression, e.g. (17 * 3) + sqrt(16)")
+    expression: str = Field(
+        description="An arithmetic expression, e.g. (17 * 3) + sqrt(16)",
+        pattern=r"^[0-9a-z_+\-*/%(). ,]+$",  # numbers, operators and function names only
+        max_length=MAX_EXPRESSION,
+    )
 
 
 class TimeArgs(BaseModel):

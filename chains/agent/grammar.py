@@ -15,7 +15,9 @@ from typing import Any
 from chains.errors import InvalidInput
 
 CALL_BEGIN, CALL_END = "<tool_call>\n", "\n</tool_call>"
-RESPONSE_BEGIN, RESPONSE_END = "<tool_response>", "</tool_response>"
+# free text that never writes a tool tag of its own (a call starts only through the call grammar): a small
+# model otherwise goes on to write the tool's result itself, as <tool_response>, <tool_response > ...
+TEXT = r"/(.|\n)*/ & ~/(.|\n)*<\/?tool(.|\n)*/"
 # compact JSON: a small model given free whitespace pretty-prints and rambles
 COMPACT = {"whitespace_flexible": False, "key_separator": ": ", "item_separator": ", "}
 
@@ -29,6 +31,11 @@ def json_grammar(schema: dict | None) -> str:
     """Only JSON valid for `schema` (any JSON object when None)."""
     schema = schema if schema is not None else {"type": "object"}
     return f"%llguidance {{}}\nstart: %json {json.dumps(compact(schema))}\n"
+
+
+def text_grammar() -> str:
+    """Free text without tool-result tags (a reply in a conversation that has tools or their results)."""
+    return f"%llguidance {{}}\nstart: REPLY\nREPLY: {TEXT}\n"
 
 
 def regex_grammar(pattern: str) -> str:
@@ -81,6 +88,7 @@ def tools_grammar(tools: list[dict], forced: bool, parallel: bool = False) -> st
         tag = llguidance.StructTag(trigger=CALL_BEGIN.strip(), begin=CALL_BEGIN, grammar=calls, end=CALL_END)
         grammar = llguidance.StructTag.to_grammar([tag], assume_special=False)
         calls_rule = '(tag_0 ("\\n" tag_0)*)' if parallel else "tag_0"
+        grammar = grammar.replace("TAG_TEXT: /(.|\\n)*/", f"TAG_TEXT: {TEXT}", 1)
         return grammar.replace("start: (tag_0)* tag_end", f"start: {calls_rule} | tag_end", 1)
     repeat = '("\\n" call)*' if parallel else ""
     call = f'"{_escape(CALL_BEGIN)}" %json {json.dumps(calls)} "{_escape(CALL_END)}"'

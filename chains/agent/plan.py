@@ -22,7 +22,6 @@ class CallPlan:
     tools: list[dict] = field(default_factory=list)
     grammar: str | None = None
     schema_hint: str | None = None
-    stop: list[str] = field(default_factory=list)  # stop sequences the plan adds
     calls: bool = True  # whether the reply may call the tools (tool_choice "none": described only)
 
     @property

@@ -123,7 +123,12 @@ def mcp_connections(spec: str | None) -> dict[str, dict]:
                 '{"transport": "stdio", "command": ..., "args": [...]} or '
                 '{"transport": "streamable_http", "url": ...}'
             )
-    return servers
+    return {name: _with_defaults(connection) for name, connection in servers.items()}
+
+
+def _with_defaults(connection: dict) -> dict:
+    """A stdio entry without "args" runs its command with none."""
+    return {"args": [], **connection} if connection["transport"] == "stdio" else connection
 
 
 async def server_tools(name: str, connection: dict) -> list[BaseTool]:

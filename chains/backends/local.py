@@ -22,7 +22,7 @@ from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_huggingface import HuggingFacePipeline
 from pydantic import BaseModel, ConfigDict, Field
 
-from chains.agent.grammar import RESPONSE_BEGIN, RESPONSE_END
+from chains.agent.grammar import text_grammar
 from chains.agent.plan import CallPlan, plan_call
 from chains.agent.structured import structured_output
 from chains.agent.tools import CallStream, openai_tools, parse_calls
@@ -168,12 +168,12 @@ class LocalChatModel(KnobFields, BaseChatModel):
             ids = tokens.chat_ids(to_chat_dicts(messages, native=True), tools=plan.tools or None)
         else:
             ids = tokens.chat_ids(to_chat_dicts(plan.messages(messages)))
-        if plan.tools or any(isinstance(m, ToolMessage) for m in messages):
-            plan.stop = [RESPONSE_BEGIN, RESPONSE_END]  # a small model goes on to invent tool results
+        if plan.grammar is None and (plan.tools or any(isinstance(m, ToolMessage) for m in messages)):
+            plan.grammar = text_grammar()  # text that does not go on to invent a tool's result
         return self.checked(ids), plan
 
     def _params(self, stop: list[str] | None, plan: CallPlan) -> GenerationParams:
-        return self.params([*(stop or []), *plan.stop], plan.grammar)
+        return self.params(stop, plan.grammar)
 
     def _generate(
         self,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import uuid
 
 import httpx
@@ -11,7 +12,7 @@ import pytest
 
 FACT, QUESTION = "The secret word is banana.", "What is the secret word?"
 # the page's messages, [role, text] each, as the chat widget shows them
-MESSAGES_JS = """() => [...document.querySelectorAll('select')]
+MESSAGES_JS = """() => [...document.querySelectorAll('select:not([id])')]
     .map(s => [s.value, s.closest('div').parentElement.querySelector('textarea')?.value ?? null])"""
 # records every distinct text of the newest AI message, as rendered, until the page stops
 WATCH_AI_JS = """() => { window.seen = []; setInterval(() => {
@@ -34,15 +35,15 @@ def output_of(page) -> str:
     return page.locator("h2:has-text('Output') + div").first.inner_text()
 
 
-def chat_turn(page, text: str) -> list[list[str]]:
+def chat_turn(page, text: str, route: str = "chat") -> list[list[str]]:
     """Type a human message in the chat widget, run it, wait until the reply is on the page."""
     if page.evaluate(MESSAGES_JS)[-1] != ["human", ""]:
         # the widget adds an empty Human box after each reply, but now and then a late chunk of the
         # reply overwrites it (LangServe's playground); a person then adds one with the + button
         messages = page.locator("div.control", has=page.locator("label", has_text="Messages"))
         messages.locator("button").first.click()
-    page.locator("select").last.locator("xpath=../..").locator("textarea").fill(text)
-    with page.expect_response(lambda r: r.url.endswith("/chat/stream_log")) as reply:
+    page.locator("select:not([id])").last.locator("xpath=../..").locator("textarea").fill(text)
+    with page.expect_response(lambda r: r.url.endswith(f"/{route}/stream_log")) as reply:
         page.get_by_role("button", name="Start").click()
     reply.value.finished()
     page.wait_for_function(
@@ -90,6 +91,28 @@ def test_chat_playground_keeps_a_session_set_under_configure(page, server):
     stored = httpx.get(f"{server.url}/sessions/{session}").json()
     # the page resends the whole chat each turn: the session keeps each message once
     assert stored["turns"] == 2 and [m["content"] for m in stored["messages"]] == [m for _, m in second]
+    assert_clean(page)
+
+
+def test_agent_playground_shows_each_step_then_the_answer(page, server):
+    page.goto(f"{server.url}/agent/playground/")
+    page.wait_for_selector("select:not([id])")
+    page.locator("[id='#/properties/tool_choice-input']").select_option("required")  # a sure first call
+    page.locator("[id='#/properties/max_steps-input']").fill("2")
+    page.locator("[id='#/properties/max_new_tokens-input']").fill("96")  # room for a whole call
+    page.evaluate(WATCH_AI_JS)
+    messages = chat_turn(page, "What is 12 * 7? Use the calculator.", route="agent")
+    assert [role for role, _ in messages] == ["human", "ai"]
+    shown = messages[1][1]
+    call = re.match(r"Calling (\w+)\((\{.*\})\)\n", shown)
+    assert call, shown  # the first line is the call, with its arguments as JSON
+    tools = {t["name"] for t in httpx.get(f"{server.url}/agent/tools").json()["tools"]}
+    assert call.group(1) in tools and isinstance(json.loads(call.group(2)), dict)
+    assert re.search(rf"\n{call.group(1)} (returned|failed): ", shown)  # then the tool's result
+    seen = page.evaluate("() => window.seen")
+    assert len(seen) >= 2 and all(later.startswith(earlier) for earlier, later in itertools.pairwise(seen))
+    sent = stream_inputs(page, "agent")[-1]["config"]["configurable"]
+    assert sent["tool_choice"] == "required" and sent["max_steps"] == 2 and sent["max_new_tokens"] == 96
     assert_clean(page)
 
 
