@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from langchain_core.messages import BaseMessage, messages_from_dict, messages_to_dict
+from langchain_core.messages import BaseMessage, ToolMessage, messages_from_dict, messages_to_dict
 from sqlalchemy import (
     Column,
     DateTime,
@@ -47,6 +47,16 @@ turns = Table(
     Column("messages", Text, nullable=False),  # JSON: langchain-core's messages_to_dict
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
+
+
+def exported(message: BaseMessage) -> dict[str, Any]:
+    """One stored message as GET /sessions/{id} shows it."""
+    entry: dict[str, Any] = {"role": role_of(message), "content": text_of(message)}
+    if calls := getattr(message, "tool_calls", None):
+        entry["tool_calls"] = [{"id": c.get("id"), "name": c["name"], "args": c["args"]} for c in calls]
+    if isinstance(message, ToolMessage):
+        entry["tool_call_id"] = message.tool_call_id
+    return entry
 
 
 class SessionStore:
@@ -85,14 +95,15 @@ class SessionStore:
             conn.execute(insert(turns).values(**row))
 
     def export(self, session_id: str) -> dict[str, Any] | None:
-        """The session's messages ({"role", "content"}, oldest first) and times, or None if it has none."""
+        """The session's messages ({"role", "content"}, with "tool_calls" or "tool_call_id" for tool steps;
+        oldest first) and times, or None if it has none."""
         query = select(turns).where(turns.c.session_id == session_id).order_by(turns.c.id)
         with self._connect() as conn:
             rows = conn.execute(query).all()
         if not rows:
             return None
         stored = messages_from_dict([m for row in rows for m in json.loads(row.messages)])
-        messages = [{"role": role_of(m), "content": text_of(m)} for m in stored]
+        messages = [exported(m) for m in stored]
         return {
             "session_id": session_id,
             "turns": len(rows),

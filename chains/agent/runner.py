@@ -73,13 +73,15 @@ class AgentLimits:
     def for_request(self, config: dict | None) -> tuple[int, str]:
         """(max_steps, first-step tool choice) for a request's config.configurable; 422 when out of range."""
         configurable = (config or {}).get("configurable") or {}
-        steps = configurable.get("max_steps") or self.max_steps
+        steps = configurable.get("max_steps")
+        steps = self.max_steps if steps is None else steps
         if not isinstance(steps, int) or isinstance(steps, bool) or not 1 <= steps <= self.max_steps:
             raise InvalidInput(
                 f"config.configurable.max_steps must be a whole number from 1 to {self.max_steps} "
                 "(HFCHAIN_AGENT_MAX_STEPS)"
             )
-        choice = configurable.get("tool_choice") or self.tool_choice
+        choice = configurable.get("tool_choice")
+        choice = self.tool_choice if choice is None else choice
         if choice not in ("auto", "required"):
             raise InvalidInput("config.configurable.tool_choice must be auto or required")
         return steps, choice
