@@ -43,6 +43,7 @@ bench: install
 	$(BIN)/python benchmarks/chat_api.py
 	$(BIN)/python benchmarks/load.py
 	$(BIN)/python benchmarks/tools.py
+	$(BIN)/python benchmarks/agent.py
 
 clean:
 	rm -rf $(VENV)

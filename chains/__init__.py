@@ -1,5 +1,6 @@
 """hfchain's LangChain runnables: build a backend from settings, then the chains over it."""
 
+from chains.agent.runner import AgentInput, build_agent
 from chains.backends import Backend, build_backend
 from chains.chat import ChatInput, build_chat_chain
 from chains.classify import ClassifyInput, build_classify_chain, build_classify_methods
@@ -8,12 +9,14 @@ from chains.settings import Settings, get_settings, load_settings
 from chains.summarize import SummarizeInput, build_summarize_chain
 
 __all__ = [
+    "AgentInput",
     "Backend",
     "ChatInput",
     "ClassifyInput",
     "GenerateInput",
     "Settings",
     "SummarizeInput",
+    "build_agent",
     "build_backend",
     "build_chat_chain",
     "build_classify_chain",

@@ -46,20 +46,26 @@ def serve(
     model: Annotated[str | None, typer.Option(help="Hub id or folder [HFCHAIN_MODEL]")] = None,
     backend: Annotated[str | None, typer.Option(help="local or endpoint [HFCHAIN_BACKEND]")] = None,
 ) -> None:
-    """Serve the LangServe routes (/generate, /chat) on HOST:PORT."""
+    """Serve the LangServe routes (/generate, /chat, /summarize, /classify, /agent) on HOST:PORT."""
     import uvicorn
 
+    from chains.errors import HfchainError
     from server.app import create_app
 
     settings = _settings(host=host, port=port, model=model, backend=backend)
     _logging(settings.log_level, settings.log_format)
+    try:
+        app_ = create_app(settings)
+    except HfchainError as error:  # e.g. a sessions database or agent tool that cannot be used
+        typer.secho(error.message, fg="red", err=True)
+        raise typer.Exit(2) from None
     typer.echo(
         f"hfchain: serving on http://{settings.host}:{settings.port} "
         f"(chat playground: http://{settings.host}:{settings.port}/chat/playground/)",
         err=True,
     )
     uvicorn.run(
-        create_app(settings),
+        app_,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,

@@ -102,9 +102,11 @@ def chain_tools(count: Callable[[str], int], summarize: Runnable, classify: Runn
     async def summarize_text(text: str) -> str:
         return (await summarize.ainvoke({"text": text}))["summary"]
 
+    def classify_now(text: str, labels: list[str]) -> dict:
+        return _label_and_scores(classify.invoke({"text": text, "labels": labels}))
+
     async def classify_text(text: str, labels: list[str]) -> dict:
-        result = await classify.ainvoke({"text": text, "labels": labels})
-        return {"label": result["label"], "scores": result["scores"]}
+        return _label_and_scores(await classify.ainvoke({"text": text, "labels": labels}))
 
     return {
         "count_tokens": _tool(
@@ -118,13 +120,17 @@ def chain_tools(count: Callable[[str], int], summarize: Runnable, classify: Runn
             coroutine=summarize_text,
         ),
         "classify": _tool(
-            lambda text, labels: classify.invoke({"text": text, "labels": labels}),
+            classify_now,
             "classify",
             "Pick the label that fits a text best, with a score per label.",
             ClassifyArgs,
             coroutine=classify_text,
         ),
     }
+
+
+def _label_and_scores(result: dict) -> dict:
+    return {"label": result["label"], "scores": result["scores"]}
 
 
 def plain_tools() -> dict[str, BaseTool]:

@@ -198,3 +198,21 @@ def test_tools_and_structured_output_pass_through_to_a_second_hfchain(tgi):
         },
     }
     City.model_validate_json(chain.invoke(value, config={"configurable": {"max_new_tokens": 48}}).content)
+
+
+def test_the_agent_runs_over_the_endpoint_backend(tgi, tmp_path):
+    from chains.agent.runner import build_agent
+    from chains.sessions import SessionStore
+    from chains.summarize import build_summarize_chain
+
+    backend = endpoint_backend(tgi.url)
+    sessions = SessionStore(f"sqlite:///{tmp_path / 'agent.db'}")
+    settings = load_settings(agent_tools="calculator,current_time", agent_tool_choice="required")
+    agent = build_agent(backend, settings, build_summarize_chain(backend), None, sessions)
+    question = {"messages": [{"role": "user", "content": "What is 6 * 7?"}], "session_id": "e1"}
+    reply = agent.invoke(question, {"configurable": {"max_new_tokens": 64, "max_steps": 2}})
+    steps = sessions.history("e1")
+    assert [m.type for m in steps] == ["human", "ai", "tool", "ai"] and not reply.tool_calls
+    assert steps[1].tool_calls[0]["name"] in {"calculator", "current_time"}  # a call made by the remote model
+    assert steps[2].tool_call_id == steps[1].tool_calls[0]["id"] and steps[3].content == reply.content
+    sessions.close()

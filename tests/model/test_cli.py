@@ -1,6 +1,7 @@
 """The `hfchain` console script on the embedded model: generate and interactive chat."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -41,3 +42,10 @@ def test_classify_a_text_and_a_file(tmp_path):
 def test_classify_refuses_a_single_label():
     result = run(["classify", "--labels", "positive", "text"])
     assert result.returncode == 2 and "two labels" in result.stderr
+
+
+def test_serve_refuses_agent_tools_it_cannot_load():
+    env = {**os.environ, "HFCHAIN_AGENT_TOOLS": "calculator,no_such_module:tool", "HFCHAIN_PORT": "9"}
+    done = subprocess.run([HFCHAIN, "serve"], capture_output=True, text=True, timeout=180, env=env)
+    assert done.returncode == 2
+    assert "'no_such_module:tool' cannot be loaded" in done.stderr and "Traceback" not in done.stderr

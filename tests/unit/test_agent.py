@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.runnables import RunnableLambda
 from langchain_core.tools import ToolException, tool
 
 from chains.agent import builtin
@@ -62,6 +63,19 @@ def test_current_time_takes_a_zone_and_names_a_bad_one():
     assert builtin.current_time().endswith("+00:00")
     with pytest.raises(ToolException, match="IANA"):
         builtin.current_time("Mars/Olympus")
+
+
+def test_chain_tools_call_the_chains_sync_and_async():
+    summarize = RunnableLambda(lambda v: {"summary": v["text"][:5], "chunks": 1})
+    scores = {"a": 0.9, "b": 0.1}
+    classify = RunnableLambda(lambda v: {"label": v["labels"][0], "scores": scores, "chunks": 1})
+    tools = builtin.chain_tools(lambda text: len(text), summarize, classify)
+    assert tools["count_tokens"].invoke({"text": "abc"}) == 3
+    assert tools["summarize"].invoke({"text": "long text"}) == "long "
+    expected = {"label": "a", "scores": {"a": 0.9, "b": 0.1}}
+    assert tools["classify"].invoke({"text": "t", "labels": ["a", "b"]}) == expected
+    assert asyncio.run(tools["classify"].ainvoke({"text": "t", "labels": ["a", "b"]})) == expected
+    assert asyncio.run(tools["summarize"].ainvoke({"text": "long text"})) == "long "
 
 
 # --- tool settings -----------------------------------------------------------------------------------
