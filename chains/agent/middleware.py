@@ -9,7 +9,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 from langchain.agents.middleware import AgentMiddleware, ModelRequest, ModelResponse
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 from langgraph.errors import GraphBubbleUp
 from langgraph.prebuilt.tool_node import ToolCallRequest
 
@@ -50,16 +50,20 @@ class StepPolicy(AgentMiddleware):
         return request.override(tools=tools, tool_choice=choice, messages=self.fit(request, tools))
 
     def fit(self, request: ModelRequest, tools: list) -> list[BaseMessage]:
-        """The newest messages that fit with the system prompt and the tool definitions."""
+        """The newest messages that fit with the system prompt and the tool definitions (a system
+        message of the client's own stays first)."""
         system = [request.system_message] if request.system_message else []
         whole = with_tools([*system, *request.messages], openai_tools(list(tools)))
         kept, dropped = self.budget.fit_history(whole, self.max_new_tokens)
         if not dropped:
             return request.messages
-        rest = kept[1:] if kept and kept[0].type == "system" else kept
+        messages = request.messages
+        own = messages[:1] if messages and isinstance(messages[0], SystemMessage) else []
+        survived = {id(m) for m in kept}
+        rest = [m for m in messages[len(own) :] if id(m) in survived]
         while rest and isinstance(rest[0], ToolMessage):  # its call was dropped: an orphan result
             rest = rest[1:]
-        return rest
+        return [*own, *rest]
 
     def wrap_model_call(self, request: ModelRequest, handler: Callable) -> ModelResponse:
         planned = self.plan(request)

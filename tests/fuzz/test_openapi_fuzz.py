@@ -19,7 +19,11 @@ HANG_S = 60  # an answer slower than this is a hang, not a slow machine
 def fuzzed(embedded_backend):
     """A server whose every generation is tiny, so that a thousand fuzzed calls stay cheap."""
     proc = hfchain_server(
-        HFCHAIN_MAX_NEW_TOKENS="2", HFCHAIN_MAX_NEW_TOKENS_LIMIT="4", HFCHAIN_MAX_CONCURRENT_REQUESTS="64"
+        HFCHAIN_MAX_NEW_TOKENS="2",
+        HFCHAIN_MAX_NEW_TOKENS_LIMIT="4",
+        HFCHAIN_MAX_CONCURRENT_REQUESTS="64",
+        HFCHAIN_AGENT_TOOLS="calculator",  # a short tool block and few steps: /agent calls stay cheap
+        HFCHAIN_AGENT_MAX_STEPS="2",
     ).wait("/ready")
     yield proc
     proc.stop()

@@ -161,6 +161,9 @@ def test_conversation_is_trimmed_to_the_budget_without_orphan_results():
     newest = [HumanMessage("What is 2 + 2?")]
     request = SimpleNamespace(system_message=SystemMessage("be brief"), messages=[thinking, result, *newest])
     assert policy.fit(request, []) == newest  # the result fits, its call does not: both go
+    own = SystemMessage("answer in French")
+    request = SimpleNamespace(system_message=None, messages=[own, thinking, result, *newest])
+    assert policy.fit(request, []) == [own, *newest]  # the client's system message stays
 
 
 # --- tool failures -----------------------------------------------------------------------------------
