@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import hfchain_server
 
-EXAMPLES = 20  # per operation, valid and invalid data together: about 2 minutes for all 78 operations
+EXAMPLES = 12  # per operation, valid and invalid data together: about 3 minutes for all 88 operations
 HANG_S = 60  # an answer slower than this is a hang, not a slow machine
 
 
@@ -29,6 +29,7 @@ def fuzzed(embedded_backend):
     proc.stop()
 
 
+@pytest.mark.timeout(900)  # the suite's 300 s per test would cut the fuzzer off on a busy machine
 def test_no_request_gets_a_server_error_or_hangs(fuzzed, tmp_path):
     # the schemathesis CLI: its pytest plugin does not run under pytest 9.2 (it sets Node._nodeid)
     command = [
