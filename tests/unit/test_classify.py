@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from chains.classifiers import EmbeddingMethod, _one_hot
 from chains.classify import ClassifyInput, classify
+from chains.classify.methods import EmbeddingMethod, _one_hot
+from chains.classify.scoring import sigmoid, softmax, weighted_mean
 from chains.errors import InvalidInput
-from chains.scoring import sigmoid, softmax, weighted_mean
 from chains.tokens import EstimatedTokens
 
 

@@ -7,9 +7,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from chains.classify.scoring import sigmoid, softmax
 from chains.errors import InvalidInput
 from chains.prompts import load_prompt
-from chains.scoring import sigmoid, softmax
 from chains.tokens import Tokens
 
 Distribution = dict[str, float]

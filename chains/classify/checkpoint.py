@@ -6,10 +6,10 @@ import copy
 import threading
 from typing import Any
 
-from chains.classifiers import Distribution
+from chains.classify.methods import Distribution
+from chains.classify.scoring import sigmoid, softmax
 from chains.errors import InvalidInput
 from chains.prompts import load_prompt
-from chains.scoring import sigmoid, softmax
 from chains.tokens import Tokens
 
 

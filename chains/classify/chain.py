@@ -8,9 +8,9 @@ from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from chains.budget import split_text
+from chains.classify.scoring import weighted_mean
 from chains.errors import InvalidInput
 from chains.schemas import drop_nulls
-from chains.scoring import weighted_mean
 
 Method = Literal["embedding", "llm", "checkpoint"]
 
@@ -125,8 +125,8 @@ def classify(methods: dict, value: ClassifyInput, default: str) -> dict:
 def build_classify_methods(backend: Any, classifiers: str | None = None) -> dict:
     """The methods this process can run: the packaged encoder, the backend's LM, configured checkpoints."""
     from chains.backends.encoder import Encoder
-    from chains.checkpoint import CheckpointMethod, parse_classifiers
-    from chains.classifiers import ConstrainedMethod, EmbeddingMethod, LLMMethod
+    from chains.classify.checkpoint import CheckpointMethod, parse_classifiers
+    from chains.classify.methods import ConstrainedMethod, EmbeddingMethod, LLMMethod
 
     methods: dict = {"embedding": EmbeddingMethod(Encoder())}
     if backend.engine is not None:
