@@ -49,7 +49,8 @@ class Settings(BaseSettings):
         default_factory=default_cache_dir, description="Where the converted embedded model lives"
     )
     data_dir: Path = Field(
-        default_factory=default_data_dir, description="Where hfchain keeps its data (the sessions database)"
+        default_factory=default_data_dir,
+        description="Where hfchain keeps its data (sessions, trained classifiers)",
     )
     sessions_url: str | None = Field(
         None,
@@ -171,6 +172,11 @@ class Settings(BaseSettings):
     def origins(self) -> list[str]:
         """CORS origins from HFCHAIN_CORS_ORIGINS."""
         return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+
+    @property
+    def classifiers_dir(self) -> Path:
+        """Where trained classifiers are kept: HFCHAIN_DATA_DIR/classifiers."""
+        return self.data_dir / "classifiers"
 
     @property
     def sessions_database(self) -> str:

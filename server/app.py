@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from chains.agent.toolbox import load_mcp_tools
 from chains.backends import Backend, build_backend
 from chains.chat import build_chat_chain, system_prompt_or_default
+from chains.classify.registry import Registry
 from chains.errors import HfchainError
 from chains.sessions import SessionStore
 from chains.settings import Settings, get_settings
@@ -23,7 +24,7 @@ from server.errors import domain_error, invalid_input
 from server.guard import RequestGuard
 from server.limits import Admission, InFlight
 from server.openai_api import openai_router
-from server.ops import agent_router, ops_router, sessions_router
+from server.ops import agent_router, classifiers_router, ops_router, sessions_router
 from server.routes import mount_chains
 from server.stream_gate import StreamGate
 from server.telemetry import Metrics, MetricsObserver, Telemetry
@@ -64,6 +65,7 @@ def create_app(
     app.include_router(tgi_router(backend.configurable_llm()))
     app.state.agent = mount_chains(app, backend, settings, chat, sessions)
     app.include_router(agent_router(app.state.agent.toolbox))
+    app.include_router(classifiers_router(Registry(settings.classifiers_dir)))
     app.add_exception_handler(HfchainError, domain_error)
     app.add_exception_handler(ValidationError, invalid_input)
     app.add_exception_handler(RequestValidationError, invalid_input)

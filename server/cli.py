@@ -248,9 +248,10 @@ def classify(
     backend = build_backend(settings)
     if (method or settings.classify_method) == "llm" and backend.engine is not None:
         backend.engine.load()
-    chain = build_classify_chain(
-        build_classify_methods(backend, settings.classifier), settings.classify_method
-    )
+    from chains.classify.registry import Registry
+
+    methods = build_classify_methods(backend, settings.classifier, Registry(settings.classifiers_dir))
+    chain = build_classify_chain(methods, settings.classify_method)
     base = {
         "labels": labels.split(",") if labels else None,
         "method": method,
@@ -264,6 +265,68 @@ def classify(
         typer.echo(json.dumps(_run_classify(chain, {**base, "text": text}), indent=2))
         return
     _classify_file(chain, base, file, output or file.with_suffix(".classified.jsonl"))
+
+
+@app.command("train-classifier")
+def train_classifier(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV, JSONL or Parquet file")],
+    name: Annotated[str, typer.Option(help="Name to serve it under (/classify with model=NAME)")],
+    text_column: Annotated[str, typer.Option(help="Column with the texts")] = "text",
+    label_column: Annotated[str, typer.Option(help="Column with the labels")] = "label",
+    base: Annotated[
+        str | None, typer.Option(help="Hub id or folder of the encoder (default: packaged MiniLM)")
+    ] = None,
+    method: Annotated[str, typer.Option(help="finetune (all weights) or head (encoder frozen)")] = "finetune",
+    epochs: Annotated[float, typer.Option(help="Passes over the training rows")] = 3.0,
+    max_length: Annotated[int, typer.Option(help="Tokens per text (longer ones are cut)")] = 128,
+    eval_fraction: Annotated[float, typer.Option(help="Rows held out for evaluation")] = 0.1,
+    batch_size: Annotated[int, typer.Option(help="Rows per training step")] = 16,
+) -> None:
+    """Train a classifier on FILE's labelled rows, evaluate it on held-out rows, serve it at once."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from chains.classify.registry import Registry
+    from chains.classify.train import TrainOptions, train_classifier
+    from chains.errors import HfchainError
+
+    if method not in ("finetune", "head"):
+        raise typer.BadParameter("--method is finetune or head")
+    settings = _settings()
+    _logging("warning")
+    options = TrainOptions(
+        text_column=text_column, label_column=label_column, base=base, method=method, epochs=epochs,
+        max_length=max_length, eval_fraction=eval_fraction, batch_size=batch_size,
+    )  # fmt: skip
+    columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}")]
+    with Progress(*columns, TimeRemainingColumn(), console=Console(stderr=True)) as progress:
+        task = progress.add_task(f"training {name}", total=None, info="reading the file")
+
+        def report(step: dict) -> None:
+            loss = f"loss {step['loss']:.3f}" if step.get("loss") is not None else ""
+            accuracy = f"eval accuracy {step['eval_accuracy']:.3f}" if step.get("eval_accuracy") else ""
+            info = " ".join(filter(None, [f"epoch {step['epoch']}", loss, accuracy]))
+            progress.update(task, completed=step["step"], total=step["max_steps"], info=info)
+
+        try:
+            card = train_classifier(file, name, Registry(settings.classifiers_dir), options, report)
+        except HfchainError as error:
+            typer.secho(error.message, fg="red", err=True)
+            raise typer.Exit(2) from None
+    _show_card(card, settings.classifiers_dir / name)
+
+
+def _show_card(card: dict, folder: Path) -> None:
+    """The held-out metrics, a line per label."""
+    metrics = card["metrics"]
+    data = card["data"]
+    typer.echo(f"{card['name']}: accuracy {metrics['accuracy']:.3f} on {data['eval_rows']} held-out rows "
+               f"(trained on {data['train_rows']} in {card['train_seconds']} s)")  # fmt: skip
+    typer.echo(f"{'label':<20} precision  recall  f1     support")
+    for label, row in metrics["per_label"].items():
+        typer.echo(
+            f"{label:<20} {row['precision']:.3f}      {row['recall']:.3f}   {row['f1']:.3f}  {row['support']}"
+        )
+    typer.echo(f'saved to {folder}; served by /classify with "model": "{card["name"]}"', err=True)
 
 
 def _run_classify(chain, value: dict) -> dict:

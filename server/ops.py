@@ -8,10 +8,12 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from chains.agent.toolbox import Toolbox
+from chains.classify.registry import NAME_PATTERN, Registry
 from chains.errors import NotFound
 from chains.sessions import SESSION_ID_PATTERN, SessionStore
 
 SessionId = Path(pattern=SESSION_ID_PATTERN, description="The session id given to /chat or /v1")
+ClassifierName = Path(pattern=NAME_PATTERN, description="A trained classifier's name")
 
 
 def ops_router() -> APIRouter:
@@ -67,5 +69,28 @@ def agent_router(toolbox: Toolbox) -> APIRouter:
     @router.get("/agent/tools")
     def tools() -> dict:
         return toolbox.describe()
+
+    return router
+
+
+def classifiers_router(registry: Registry) -> APIRouter:
+    """GET /classifiers (the trained ones, with labels and metrics), GET and DELETE /classifiers/{name}."""
+    router = APIRouter(prefix="/classifiers", tags=["classifiers"])
+
+    @router.get("")
+    async def listing() -> dict:
+        return {"classifiers": await run_in_threadpool(registry.describe)}
+
+    @router.get("/{name}")
+    async def one(name: str = ClassifierName) -> dict:
+        card = await run_in_threadpool(registry.card, name)
+        if card is None:
+            raise NotFound(f"no classifier named {name!r}: GET /classifiers lists them")
+        return card
+
+    @router.delete("/{name}")
+    async def remove(name: str = ClassifierName) -> dict:
+        await run_in_threadpool(registry.delete, name)
+        return {"name": name, "deleted": True}
 
     return router

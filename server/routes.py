@@ -18,6 +18,7 @@ from chains import generate as generate_chain
 from chains import summarize as summarize_chain
 from chains.agent.runner import AGENT_KEYS, AgentRunnable, build_agent
 from chains.backends import Backend
+from chains.classify.registry import Registry
 from chains.errors import InvalidInput
 from chains.knobs import validate_knobs
 from chains.sessions import SessionStore
@@ -105,7 +106,8 @@ def mount_chains(
         path="/summarize",
         per_req_config_modifier=request_checker(backend, settings, summarize_chain.preflight),
     )
-    methods = classify_chain.build_classify_methods(backend, settings.classifier)
+    registry = Registry(settings.classifiers_dir)
+    methods = classify_chain.build_classify_methods(backend, settings.classifier, registry)
     default = settings.classify_method
 
     def classify_preflight(_backend: Backend, value: object, _config: dict) -> None:

@@ -37,7 +37,7 @@ class ClassifyInput(BaseModel):
     descriptions: dict[str, str] | None = Field(None, description="Label -> description (embedding method)")
     examples: list[Example] | None = Field(None, description="Labelled examples (few-shot)")
     method: Method | None = Field(None, description="embedding (default), llm or checkpoint")
-    model: str | None = Field(None, description="A configured classifier checkpoint, by name")
+    model: str | None = Field(None, description="A trained or configured classifier, by name")
     threshold: float = Field(0.5, ge=0, le=1, description="multi_label: labels at or above it")
     per_chunk: bool = Field(False, description="Also return each chunk's distribution")
 
@@ -122,8 +122,9 @@ def classify(methods: dict, value: ClassifyInput, default: str) -> dict:
     return output
 
 
-def build_classify_methods(backend: Any, classifiers: str | None = None) -> dict:
-    """The methods this process can run: the packaged encoder, the backend's LM, configured checkpoints."""
+def build_classify_methods(backend: Any, classifiers: str | None = None, registry: Any = None) -> dict:
+    """The methods this process can run: the packaged encoder, the backend's LM, configured checkpoints
+    and the classifiers trained into `registry` (chains/classify/registry.py)."""
     from chains.backends.encoder import Encoder
     from chains.classify.checkpoint import CheckpointMethod, parse_classifiers
     from chains.classify.methods import ConstrainedMethod, EmbeddingMethod, LLMMethod
@@ -133,8 +134,9 @@ def build_classify_methods(backend: Any, classifiers: str | None = None) -> dict
         methods["llm"] = LLMMethod(backend.engine)
     else:
         methods["llm"] = ConstrainedMethod(backend.configurable_chat_model(), backend.budget)
-    if sources := parse_classifiers(classifiers):
-        methods["checkpoint"] = CheckpointMethod(sources)
+    sources = parse_classifiers(classifiers)
+    if sources or registry is not None:
+        methods["checkpoint"] = CheckpointMethod(sources, registry)
     return methods
 
 

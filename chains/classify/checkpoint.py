@@ -7,6 +7,7 @@ import threading
 from typing import Any
 
 from chains.classify.methods import Distribution
+from chains.classify.registry import Registry
 from chains.classify.scoring import sigmoid, softmax
 from chains.errors import InvalidInput
 from chains.prompts import load_prompt
@@ -74,16 +75,28 @@ class Checkpoint:
 class CheckpointMethod:
     """Scores from a configured checkpoint: its own labels (softmax/sigmoid), or NLI for any labels."""
 
-    def __init__(self, sources: dict[str, str]) -> None:
+    def __init__(self, sources: dict[str, str], registry: Registry | None = None) -> None:
         self.checkpoints = {name: Checkpoint(source) for name, source in sources.items()}
         self.default = next(iter(self.checkpoints), None)
+        self.registry = registry
+        self._trained: dict[str, tuple[str, Checkpoint]] = {}  # name -> (trained_at, loaded checkpoint)
 
     def pick(self, value: Any) -> Checkpoint:
         name = value.model or self.default
-        if name not in self.checkpoints:
-            known = ", ".join(self.checkpoints) or "none (set HFCHAIN_CLASSIFIER)"
-            raise InvalidInput(f"unknown classifier {name!r}: configured ones are {known}")
-        return self.checkpoints[name]
+        if name in self.checkpoints:
+            return self.checkpoints[name]
+        card = self.registry.card(name) if self.registry is not None and name else None
+        if card is None:
+            trained = self.registry.names() if self.registry is not None else []
+            known = ", ".join([*self.checkpoints, *trained]) or "none (train one, or set HFCHAIN_CLASSIFIER)"
+            if name is None:
+                raise InvalidInput(f"give labels, or a classifier by name (model): {known}")
+            raise InvalidInput(f"unknown classifier {name!r}: the ones here are {known}")
+        stamp, checkpoint = self._trained.get(name, (None, None))
+        if stamp != card.get("trained_at"):  # new, or retrained under the same name
+            checkpoint = Checkpoint(str(self.registry.path(name)))
+            self._trained[name] = (card.get("trained_at"), checkpoint)
+        return checkpoint
 
     def describe(self, value: Any) -> str:
         kind = "nli" if self.pick(value).entailment is not None else "checkpoint"
