@@ -115,6 +115,12 @@ class Settings(BaseSettings):
     agent_tool_result_chars: int = Field(
         4000, ge=100, description="Longest tool result the /agent model reads; longer ones are cut"
     )
+    train_max_rows: int = Field(
+        100_000, ge=10, description="Most rows a training file may have (POST /classifiers)"
+    )
+    train_max_bytes: int = Field(
+        50 * 1024 * 1024, ge=1024, description="Largest training upload accepted by POST /classifiers"
+    )
     max_batch_size: int = Field(16, ge=1, description="Most requests the local model generates for at once")
     max_prefill_tokens: int = Field(
         8192, ge=64, description="Padded prompt tokens prefilled at once when requests join the batch"

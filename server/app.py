@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from chains.agent.toolbox import load_mcp_tools
 from chains.backends import Backend, build_backend
 from chains.chat import build_chat_chain, system_prompt_or_default
+from chains.classify.jobs import Trainings
 from chains.classify.registry import Registry
 from chains.errors import HfchainError
 from chains.sessions import SessionStore
@@ -65,7 +66,8 @@ def create_app(
     app.include_router(tgi_router(backend.configurable_llm()))
     app.state.agent = mount_chains(app, backend, settings, chat, sessions)
     app.include_router(agent_router(app.state.agent.toolbox))
-    app.include_router(classifiers_router(Registry(settings.classifiers_dir)))
+    registry = Registry(settings.classifiers_dir)
+    app.include_router(classifiers_router(registry, Trainings(registry), settings))
     app.add_exception_handler(HfchainError, domain_error)
     app.add_exception_handler(ValidationError, invalid_input)
     app.add_exception_handler(RequestValidationError, invalid_input)
@@ -95,6 +97,9 @@ def add_middleware(app: FastAPI, settings: Settings, backend: Backend) -> None:
             expose_headers=["x-request-id", "retry-after"],
         )
     app.add_middleware(
-        RequestGuard, max_body_bytes=settings.max_body_bytes, on_disconnect=metrics.disconnects.inc
+        RequestGuard,
+        max_body_bytes=settings.max_body_bytes,
+        on_disconnect=metrics.disconnects.inc,
+        uploads={"/classifiers": settings.train_max_bytes},
     )
     app.add_middleware(Telemetry, metrics=metrics)

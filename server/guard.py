@@ -48,8 +48,11 @@ def check_body(body: bytes, path: str = "") -> tuple[int, str] | bytes:
 class RequestGuard:
     """Sets x-request-id on every response and screens POST bodies (max size, UTF-8, JSON)."""
 
-    def __init__(self, app: Any, max_body_bytes: int, on_disconnect: Any = None) -> None:
+    def __init__(
+        self, app: Any, max_body_bytes: int, on_disconnect: Any = None, uploads: dict[str, int] | None = None
+    ) -> None:
         self.app, self.max_body_bytes, self.on_disconnect = app, max_body_bytes, on_disconnect
+        self.uploads = uploads or {}  # path -> its own size limit; its body may be a multipart form
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -66,12 +69,15 @@ class RequestGuard:
 
         if scope["method"] != "POST":
             return await self._call(scope, receive, send_with_id, rid_header)
-        body = await self._read_body(receive)
-        checked = (
-            (413, f"request body is over {self.max_body_bytes} bytes: send less")
-            if body is None
-            else check_body(body, scope.get("path", ""))
-        )
+        path = scope.get("path", "")
+        limit = self.uploads.get(path, self.max_body_bytes)
+        body = await self._read_body(receive, limit)
+        kind = headers.get(b"content-type", b"")
+        form = path in self.uploads and kind.startswith((b"multipart/form-data", b"application/x-www-form"))
+        if body is None:
+            checked: Any = (413, f"request body is over {limit} bytes: send less")
+        else:
+            checked = body if form and body else check_body(body, path)
         if isinstance(checked, tuple):
             status, message = checked
             status = openai_status(scope.get("path", ""), status)
@@ -136,7 +142,7 @@ class RequestGuard:
             for part in json_response(500, body, []):
                 await tracking_send(part)
 
-    async def _read_body(self, receive: Any) -> bytes | None:
+    async def _read_body(self, receive: Any, limit: int) -> bytes | None:
         chunks, size = [], 0
         while True:
             message = await receive()
@@ -144,7 +150,7 @@ class RequestGuard:
                 return b""
             chunks.append(message.get("body", b""))
             size += len(chunks[-1])
-            if size > self.max_body_bytes:
+            if size > limit:
                 return None
             if not message.get("more_body"):
                 return b"".join(chunks)

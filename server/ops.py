@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import json
+import uuid
+from pathlib import Path as FilePath
+from typing import Literal
+
 from fastapi import APIRouter, Path, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, ConfigDict, Field
 
 from chains.agent.toolbox import Toolbox
+from chains.classify.jobs import Trainings
 from chains.classify.registry import NAME_PATTERN, Registry
-from chains.errors import NotFound
+from chains.classify.train import FORMATS, TrainOptions, load_rows
+from chains.errors import InvalidInput, NotFound
 from chains.sessions import SESSION_ID_PATTERN, SessionStore
+from chains.settings import Settings
 
 SessionId = Path(pattern=SESSION_ID_PATTERN, description="The session id given to /chat or /v1")
 ClassifierName = Path(pattern=NAME_PATTERN, description="A trained classifier's name")
@@ -73,24 +82,103 @@ def agent_router(toolbox: Toolbox) -> APIRouter:
     return router
 
 
-def classifiers_router(registry: Registry) -> APIRouter:
-    """GET /classifiers (the trained ones, with labels and metrics), GET and DELETE /classifiers/{name}."""
+class TrainRequest(BaseModel):
+    """Options of POST /classifiers (form fields with a file, or JSON with "rows")."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=NAME_PATTERN, description="Name to serve it under")
+    text_column: str = "text"
+    label_column: str = "label"
+    base: str | None = Field(None, pattern=r"^[\w.-]+/[\w.-]+$", description="Hub id of the encoder")
+    method: Literal["finetune", "head"] = "finetune"
+    epochs: float = Field(3.0, gt=0, le=20)
+    max_length: int = Field(128, ge=8, le=512)
+    eval_fraction: float = Field(0.1, ge=0.05, le=0.5)
+    batch_size: int = Field(16, ge=1, le=256)
+
+
+class Row(BaseModel):
+    text: str
+    label: str | int
+
+
+def classifiers_router(registry: Registry, trainings: Trainings, settings: Settings) -> APIRouter:
+    """POST /classifiers (train in a worker process), GET /classifiers, GET and DELETE /classifiers/{name}."""
     router = APIRouter(prefix="/classifiers", tags=["classifiers"])
+    uploads = settings.data_dir / "uploads"
+
+    @router.post("", status_code=202)
+    async def train(request: Request) -> dict:
+        if request.headers.get("content-type", "").startswith(
+            ("multipart/form-data", "application/x-www-form")
+        ):
+            fields, path = await _form_upload(request, uploads)
+        else:
+            fields, path = await _json_rows(request, uploads)
+        try:
+            asked = TrainRequest.model_validate(fields)
+            options = TrainOptions(**asked.model_dump(exclude={"name"}), max_rows=settings.train_max_rows)
+            await run_in_threadpool(load_rows, path, options)  # bad data: 422 now, not after a spawn
+            return await run_in_threadpool(trainings.start, asked.name, path, options)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
 
     @router.get("")
     async def listing() -> dict:
-        return {"classifiers": await run_in_threadpool(registry.describe)}
+        cards = await run_in_threadpool(registry.describe)
+        return {"classifiers": [{**c, "status": "done"} for c in cards], "trainings": trainings.active()}
 
     @router.get("/{name}")
     async def one(name: str = ClassifierName) -> dict:
         card = await run_in_threadpool(registry.card, name)
-        if card is None:
+        if card is not None:
+            return {**card, "status": "done"}
+        state = trainings.state(name)
+        if state is None:
             raise NotFound(f"no classifier named {name!r}: GET /classifiers lists them")
-        return card
+        return state
 
     @router.delete("/{name}")
     async def remove(name: str = ClassifierName) -> dict:
+        state = trainings.state(name)
+        if registry.card(name) is None and state is not None:
+            trainings.forget(name)  # a failed training: its state goes
+            return {"name": name, "deleted": True}
         await run_in_threadpool(registry.delete, name)
+        trainings.forget(name)
         return {"name": name, "deleted": True}
 
     return router
+
+
+async def _form_upload(request: Request, folder: FilePath) -> tuple[dict, FilePath]:
+    """The form's fields and its file, saved under `folder`."""
+    form = await request.form(max_files=1, max_fields=20)
+    upload = form.get("file")
+    if upload is None or isinstance(upload, str):
+        raise InvalidInput("send the labelled data as the form's 'file' field (CSV, JSONL or Parquet)")
+    suffix = FilePath(upload.filename or "").suffix.lower()
+    if suffix not in FORMATS:
+        raise InvalidInput(f"file {upload.filename!r}: give a .csv, .jsonl or .parquet file")
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{uuid.uuid4().hex}{suffix}"
+    path.write_bytes(await upload.read())
+    return {k: v for k, v in form.items() if k != "file"}, path
+
+
+async def _json_rows(request: Request, folder: FilePath) -> tuple[dict, FilePath]:
+    """A JSON body's options and its "rows" ([{"text", "label"}, ...]), saved as JSONL under `folder`."""
+    body = await request.json()
+    if not isinstance(body, dict) or not isinstance(body.get("rows"), list) or not body["rows"]:
+        raise InvalidInput(
+            'send {"name": ..., "rows": [{"text": ..., "label": ...}, ...]} or a multipart file'
+        )
+    rows = [Row.model_validate(row) for row in body["rows"]]
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{uuid.uuid4().hex}.jsonl"
+    lines = (json.dumps({"text": r.text, "label": str(r.label)}, ensure_ascii=False) for r in rows)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    fields = {k: v for k, v in body.items() if k != "rows"}
+    return {**fields, "text_column": "text", "label_column": "label"}, path

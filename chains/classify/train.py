@@ -17,8 +17,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from transformers import PrinterCallback, TrainerCallback
-
 from chains.classify.registry import Registry, check_name
 from chains.errors import InvalidInput
 
@@ -189,6 +187,7 @@ def _trainer(
         AutoModelForSequenceClassification,
         AutoTokenizer,
         DataCollatorWithPadding,
+        PrinterCallback,
         Trainer,
         TrainingArguments,
     )
@@ -241,7 +240,7 @@ def _trainer(
         eval_dataset=dataset(eval_ids),
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=_accuracy,
-        callbacks=[_Reporter(progress)] if progress else [],
+        callbacks=[_reporter(progress)] if progress else [],
     )
     trainer.remove_callback(PrinterCallback)  # it prints every log dict to stdout
     return trainer, tokenizer
@@ -264,20 +263,23 @@ def _accuracy(prediction: Any) -> dict[str, float]:
     return {"accuracy": float((predicted == prediction.label_ids).mean())}
 
 
-class _Reporter(TrainerCallback):
-    """Passes the Trainer's progress (step, epoch, loss, eval accuracy) to a callback."""
+def _reporter(progress: Progress) -> Any:
+    """A TrainerCallback passing the Trainer's progress (step, epoch, loss, eval accuracy) on."""
+    from transformers import TrainerCallback
 
-    def __init__(self, progress: Progress) -> None:
-        self.progress = progress
+    class Reporter(TrainerCallback):
+        def on_log(
+            self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any
+        ) -> None:
+            logs = logs or {}
+            progress(
+                {
+                    "step": state.global_step,
+                    "max_steps": state.max_steps,
+                    "epoch": round(state.epoch or 0, 2),
+                    "loss": logs.get("loss"),
+                    "eval_accuracy": logs.get("eval_accuracy"),
+                }
+            )
 
-    def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
-        logs = logs or {}
-        self.progress(
-            {
-                "step": state.global_step,
-                "max_steps": state.max_steps,
-                "epoch": round(state.epoch or 0, 2),
-                "loss": logs.get("loss"),
-                "eval_accuracy": logs.get("eval_accuracy"),
-            }
-        )
+    return Reporter()
