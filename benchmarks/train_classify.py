@@ -58,8 +58,11 @@ def run_task(name, data, labels, args, chain, registry, folder, max_length) -> N
     print(f"\n### {name}: {len(train)} training rows, {len(test)} test rows never seen in training\n")
     print("| classifier | accuracy | macro-F1 | training s | texts/s single | texts/s batch |")
     print("|---|---|---|---|---|---|")
-    for method, epochs in (("finetune", args.epochs), ("head", args.head_epochs)):
-        options = TrainOptions(method=method, epochs=epochs, max_length=max_length, eval_fraction=0.1)
+    runs = [("finetune", args.epochs)] + ([] if args.skip_head else [("head", args.head_epochs)])
+    for method, epochs in runs:
+        options = TrainOptions(
+            method=method, epochs=epochs, max_length=max_length, eval_fraction=0.1, learning_rate=args.lr
+        )
         card = train_classifier(path, f"{name}-{method}", registry, options)
         extra = {"model": f"{name}-{method}"}
         got = predict(chain, texts, extra)
@@ -81,6 +84,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=float, default=1)
     parser.add_argument("--head-epochs", type=float, default=3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lr", type=float, default=None, help="learning rate (default: train_classifier's)")
+    parser.add_argument("--skip-head", action="store_true")
     parser.add_argument("--skip-topics", action="store_true")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="hfchain-bench-train-"))

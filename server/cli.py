@@ -296,6 +296,7 @@ def train_classifier(
     options = TrainOptions(
         text_column=text_column, label_column=label_column, base=base, method=method, epochs=epochs,
         max_length=max_length, eval_fraction=eval_fraction, batch_size=batch_size,
+        max_rows=settings.train_max_rows,
     )  # fmt: skip
     columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}")]
     with Progress(*columns, TimeRemainingColumn(), console=Console(stderr=True)) as progress:

@@ -57,7 +57,9 @@ def load_rows(path: Path, options: TrainOptions) -> Rows:
     kind = FORMATS.get(path.suffix.lower())
     if kind is None:
         raise InvalidInput(f"{path.name}: give a .csv, .jsonl or .parquet file")
-    from datasets import load_dataset
+    from datasets import disable_progress_bars, load_dataset
+
+    disable_progress_bars()  # the caller shows progress its own way
 
     with tempfile.TemporaryDirectory(prefix="hfchain-data-") as cache:
         try:
