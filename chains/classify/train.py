@@ -7,6 +7,7 @@ head trained (seconds, for small data). The packaged MiniLM is the default base;
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import tempfile
 import time
@@ -17,13 +18,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from chains.classify.registry import Registry, check_name
+from chains.classify.registry import EVAL, Registry, check_name
 from chains.errors import InvalidInput
 
 log = logging.getLogger(__name__)
 
 FORMATS = {".csv": "csv", ".jsonl": "json", ".json": "json", ".ndjson": "json", ".parquet": "parquet"}
 Progress = Callable[[dict[str, Any]], None]
+EVAL_KEPT = 2000  # held-out rows kept with the classifier (to compare runtimes after an export)
 
 
 @dataclass
@@ -41,6 +43,7 @@ class TrainOptions:
     learning_rate: float | None = None  # None: 5e-5 for finetune, 1e-3 for head
     seed: int = 0
     max_rows: int | None = None
+    export: Literal["onnx", "onnx-int8"] | None = None  # also write (and serve) an ONNX graph
 
 
 @dataclass
@@ -172,7 +175,17 @@ def train_classifier(
     def write(folder: Path) -> None:
         trainer.save_model(str(folder))
         tokenizer.save_pretrained(str(folder))
+        held = [(rows.texts[i], rows.labels[i]) for i in eval_ids[:EVAL_KEPT]]
+        lines = [json.dumps({"text": text, "label": label}) + "\n" for text, label in held]
+        (folder / EVAL).write_text("".join(lines), encoding="utf-8")
+        if options.export:  # inside the scratch folder: the classifier appears with its graphs, or not
+            from chains.classify.export import export_into
 
+            if progress:
+                progress({"stage": "exporting", "export": options.export})
+            card.update(export_into(folder, held[:1000], int8=options.export == "onnx-int8"))
+
+    card["runtime"] = "torch"
     registry.save(name, write, card)
     log.info(
         "classifier %r trained: accuracy %.3f on %d held-out rows", name, metrics["accuracy"], len(eval_ids)
@@ -196,13 +209,19 @@ def _trainer(
     from transformers.utils import logging as hf_logging
 
     base = options.base or _packaged_encoder()
+    hf_logging.disable_progress_bar()  # its bars (loading, saving shards) would break the caller's own
     tokenizer = AutoTokenizer.from_pretrained(base)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        base,
-        num_labels=len(rows.names),
-        id2label=dict(enumerate(rows.names)),
-        label2id={n: i for i, n in enumerate(rows.names)},
-    )
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the load report says the new head is untrained: that is the point
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            base,
+            num_labels=len(rows.names),
+            id2label=dict(enumerate(rows.names)),
+            label2id={n: i for i, n in enumerate(rows.names)},
+        )
+    finally:
+        hf_logging.set_verbosity(verbosity)
     if options.method == "head":
         _freeze_encoder(model)
 
@@ -216,7 +235,6 @@ def _trainer(
             remove_columns=["text"],
         )
 
-    hf_logging.disable_progress_bar()  # save_model's shard bar would break the caller's own progress bar
     rate = options.learning_rate or (1e-3 if options.method == "head" else 5e-5)
     arguments = TrainingArguments(
         output_dir=scratch,

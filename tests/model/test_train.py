@@ -6,6 +6,14 @@ from pathlib import Path
 import pytest
 
 from chains.classify import build_classify_chain, build_classify_methods
+from chains.classify.export import (
+    RUNTIMES,
+    export_folder,
+    export_onnx,
+    export_trained,
+    runtimes,
+    unexport_trained,
+)
 from chains.classify.registry import Registry
 from chains.classify.train import TrainOptions, train_classifier
 from chains.errors import InvalidInput, NotFound
@@ -95,3 +103,47 @@ def test_a_file_that_does_not_parse(tmp_path):
         train_classifier(path, "bad", Registry(tmp_path / "reg"), TrainOptions())
     with pytest.raises(InvalidInput, match=r"\.csv, \.jsonl or \.parquet"):
         train_classifier(tmp_path / "data.xlsx", "bad", Registry(tmp_path / "reg"), TrainOptions())
+
+
+SAMPLES = ["A wonderful, moving film with a great cast.", "Dull and far too long.", "It was fine, I guess."]
+
+
+def scores(chain, model: str) -> list[dict[str, float]]:
+    return [r["scores"] for r in chain.batch([{"text": t, "model": model} for t in SAMPLES])]
+
+
+def test_export_to_onnx_serves_it_by_onnxruntime_and_compares_runtimes(trained, embedded_backend):
+    registry = trained[0]
+    methods = build_classify_methods(embedded_backend, None, registry)
+    chain = build_classify_chain(methods)
+    before = scores(chain, "reviews")
+    card = export_trained(registry, "reviews", int8=True)
+    assert card["runtime"] == "onnx-int8" and set(runtimes(registry.path("reviews"))) == set(RUNTIMES)
+    report = card["onnx"]["runtimes"]
+    assert set(report) == set(RUNTIMES) and card["onnx"]["compared_on"] == 12  # the held-out rows, kept
+    assert report["onnx"]["accuracy"] == report["torch"]["accuracy"] == card["metrics"]["accuracy"]
+    assert all(row["texts_per_s"] > 0 and 0 <= row["accuracy"] <= 1 for row in report.values())
+    quantized = scores(chain, "reviews")  # the running chain picks the export up
+    assert methods["checkpoint"].pick(type("V", (), {"model": "reviews"})).runtime == "onnx-int8"
+    for old, new in zip(before, quantized, strict=True):
+        assert set(new) == set(old) and abs(sum(new.values()) - 1) < 1e-6
+        assert all(abs(new[k] - old[k]) < 0.05 for k in old)  # int8 moves scores a little, not far
+    registry.update_card("reviews", {"runtime": "onnx"})
+    floats = scores(chain, "reviews")  # float32 ONNX: the same scores as torch
+    assert all(abs(new[k] - old[k]) < 1e-4 for old, new in zip(before, floats, strict=True) for k in old)
+    unexport_trained(registry, "reviews")
+    assert runtimes(registry.path("reviews")) == ["torch"] and registry.card("reviews")["runtime"] == "torch"
+    assert scores(chain, "reviews") == before
+
+
+def test_an_onnx_folder_of_a_configured_classifier_is_served_without_torch_weights(
+    trained, embedded_backend, tmp_path
+):
+    folder = tmp_path / "reviews-onnx"
+    written = export_folder(str(trained[0].path("reviews")), folder)
+    assert written["runtimes"] == ["onnx"] and runtimes(folder) == ["onnx"]  # no weights: onnx only
+    chain = build_classify_chain(build_classify_methods(embedded_backend, f"onnx-reviews={folder}", None))
+    result = chain.invoke({"text": SAMPLES[0], "model": "onnx-reviews"})
+    assert set(result["scores"]) == {"negative", "positive"} and result["method"] == "checkpoint:onnx-reviews"
+    with pytest.raises(InvalidInput, match="cannot load"):
+        export_onnx(str(tmp_path / "missing"), tmp_path / "out")

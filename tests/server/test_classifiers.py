@@ -1,4 +1,5 @@
-"""A classifier trained with the CLI while the server runs: served at once by /classify, listed, deleted."""
+"""A classifier trained with the CLI while the server runs: served at once by /classify, exported to ONNX
+and served by onnxruntime without a restart, listed, deleted."""
 
 import subprocess
 import sys
@@ -22,6 +23,13 @@ def test_train_with_the_cli_then_classify_list_and_delete_on_the_running_server(
     answer = httpx.post(f"{server.url}/classify/invoke", json=body, timeout=120)  # no restart
     assert answer.status_code == 200, answer.text
     assert set(answer.json()["output"]["scores"]) == {"negative", "positive"}
+    export = [HFCHAIN, "export-onnx", "cli-reviews"]
+    exported = subprocess.run(export, capture_output=True, text=True, timeout=600)
+    assert exported.returncode == 0, exported.stderr
+    assert "torch" in exported.stdout and "onnx" in exported.stdout and "<- serving" in exported.stdout
+    assert httpx.get(f"{server.url}/classifiers/cli-reviews").json()["runtime"] == "onnx"
+    onnx = httpx.post(f"{server.url}/classify/invoke", json=body, timeout=120).json()["output"]["scores"]
+    assert all(abs(onnx[k] - v) < 1e-4 for k, v in answer.json()["output"]["scores"].items())
     listed = httpx.get(f"{server.url}/classifiers").json()["classifiers"]
     card = next(c for c in listed if c["name"] == "cli-reviews")
     assert card["labels"] == ["negative", "positive"] and card["data"]["eval_rows"] == 12

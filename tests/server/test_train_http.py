@@ -55,11 +55,10 @@ def test_an_upload_trains_in_a_worker_and_is_served_at_once(trainer_server):
     assert [c["name"] for c in listed["classifiers"]] == ["up"] and listed["trainings"] == []
 
 
-def test_json_rows_train_too_and_progress_is_visible(trainer_server):
+def test_json_rows_train_too_and_progress_is_visible_and_an_export_is_served(trainer_server):
     server, _ = trainer_server
-    started = httpx.post(
-        f"{server.url}/classifiers", json={"name": "rows", "rows": rows(), "epochs": 2}, timeout=60
-    )
+    body = {"name": "rows", "rows": rows(), "epochs": 2, "export": "onnx-int8"}
+    started = httpx.post(f"{server.url}/classifiers", json=body, timeout=60)
     assert started.status_code == 202, started.text
     seen = []
 
@@ -70,6 +69,11 @@ def test_json_rows_train_too_and_progress_is_visible(trainer_server):
 
     assert wait_for(progressed, 600)
     assert seen[-1]["status"] == "done" and seen[-1]["options"]["epochs"] == 2
+    assert seen[-1]["runtime"] == "onnx-int8"
+    assert set(seen[-1]["onnx"]["runtimes"]) == {"torch", "onnx", "onnx-int8"}
+    assert any(s.get("progress", {}).get("stage") == "exporting" for s in seen)
+    answer = httpx.post(f"{server.url}/classify/invoke", json={"input": {"text": "Fine.", "model": "rows"}})
+    assert answer.status_code == 200 and set(answer.json()["output"]["scores"]) == {"negative", "positive"}
     assert httpx.delete(f"{server.url}/classifiers/rows").json()["deleted"] is True
 
 
@@ -84,6 +88,7 @@ def test_json_rows_train_too_and_progress_is_visible(trainer_server):
         ({"data": {"name": "bad"}, "files": {"file": ("r.xlsx", b"PK")}}, ".csv, .jsonl or .parquet"),
         ({"data": {"name": "bad"}}, "file"),
         ({"json": {"name": "up", "rows": rows()}}, "exists"),
+        ({"json": {"name": "bad", "rows": rows(), "export": "tflite"}}, "onnx-int8"),
     ],
 )  # fmt: skip
 def test_bad_training_requests_get_422_naming_the_fix(trainer_server, kwargs, says):
