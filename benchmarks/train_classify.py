@@ -94,7 +94,8 @@ def main() -> None:
     backend = build_backend(load_settings(backend="local", model=None))
     chain = build_classify_chain(build_classify_methods(backend, None, registry))
     print(f"seed {args.seed}; base: the packaged all-MiniLM-L6-v2; trained with hfchain's train_classifier")
-    run_task("sentiment", load_sentiment(args.full), ["positive", "negative"], args, chain, registry, folder, 128)
+    sentiment = load_sentiment(args.full)
+    run_task("sentiment", sentiment, ["positive", "negative"], args, chain, registry, folder, 128)
     if not args.skip_topics:
         topics = load_topics()
         labels = sorted({label for _, label in topics})
