@@ -379,7 +379,9 @@ def export_onnx(
                 card = export_trained(registry, name, int8)
             _show_runtimes(card)
         else:
-            source = parse_classifiers(settings.classifier).get(name, name)
+            trained = name in registry.names()
+            source = str(registry.path(name)) if trained else name
+            source = parse_classifiers(settings.classifier).get(name, source)
             _write_onnx_folder(source, output, int8)
     except HfchainError as error:
         typer.secho(error.message, fg="red", err=True)

@@ -7,12 +7,14 @@ A classifier folder holding `onnx/model.onnx` (and `onnx/model_int8.onnx`) can b
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
 import time
 import uuid
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -59,7 +61,9 @@ def export_onnx(source: str, folder: Path, int8: bool = False) -> dict[str, Any]
     """
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()
     started = time.perf_counter()
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
@@ -72,8 +76,7 @@ def export_onnx(source: str, folder: Path, int8: bool = False) -> dict[str, Any]
     scratch.mkdir(parents=True)
     try:
         batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
-        with warnings.catch_warnings():  # the tracer's notes on axis names and deprecations: not the user's
-            warnings.simplefilter("ignore")
+        with _quiet():
             program = torch.onnx.export(
                 model,
                 kwargs={n: encoded[n] for n in names},
@@ -89,7 +92,8 @@ def export_onnx(source: str, folder: Path, int8: bool = False) -> dict[str, Any]
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
             fp32, int8_file = scratch / FILES["onnx"], scratch / FILES["onnx-int8"]
-            quantize_dynamic(fp32, int8_file, weight_type=QuantType.QInt8)
+            with _quiet():
+                quantize_dynamic(fp32, int8_file, weight_type=QuantType.QInt8)
         _swap(scratch, Path(folder) / ONNX_DIR)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -107,6 +111,25 @@ def export_folder(source: str, output: Path, int8: bool = False) -> dict[str, An
     AutoConfig.from_pretrained(source).save_pretrained(output)
     AutoTokenizer.from_pretrained(source).save_pretrained(output)
     return written
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Hide the exporter's and quantizer's notes (axis names, deprecations, torchvision not installed,
+    "consider pre-processing", which measured no faster here): they are not the user's to act on."""
+    torch_onnx = logging.getLogger("torch.onnx")
+    level = torch_onnx.level
+    drop = logging.Filter("nothing")  # a filter whose name matches no record: drops the root logger's notes
+    root = logging.getLogger()
+    torch_onnx.setLevel(logging.ERROR)
+    root.addFilter(drop)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        root.removeFilter(drop)
+        torch_onnx.setLevel(level)
 
 
 def _drop_shapes(path: Path) -> None:
