@@ -43,6 +43,8 @@ class Decoder:
         """Prefill new rows and merge them into the batch; each one's (first token, prompt tokens reused
         from the prefix store)."""
         hits = [self.store.lookup(p) if self.store is not None else None for p in prompts]
+        if len(prompts) > 1:  # one padded prefill beats separate ones unless most of a prompt is cached
+            hits = [h if h and 2 * h.length >= len(p) else None for h, p in zip(hits, prompts, strict=True)]
         cold = [i for i, hit in enumerate(hits) if hit is None]
         firsts: dict[int, int] = {}
         if cold:

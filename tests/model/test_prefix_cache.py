@@ -51,7 +51,7 @@ def test_follow_up_turns_reuse_the_history_and_answer_exactly_as_without_the_cac
 
 def test_seeded_sampling_is_the_same_with_and_without_the_cache(embedded_backend):
     model = embedded_backend.engine
-    opening = "Once upon a time, in a small village by the sea, where the boats came home at dusk, there lived"
+    opening = "Once upon a time, in a small village by the sea, where the boats came home, there lived"
     prompt = model.tokenizer(opening * 2).input_ids  # longer than a 16-token block
     params = GenerationParams(max_new_tokens=20, temperature=0.9, top_p=0.95, seed=11)
     first = model.generate([prompt], params)[0]  # leaves prompt and reply in the cache
