@@ -125,6 +125,12 @@ class Settings(BaseSettings):
     max_prefill_tokens: int = Field(
         8192, ge=64, description="Padded prompt tokens prefilled at once when requests join the batch"
     )
+    prefix_cache_tokens: int | None = Field(
+        None,
+        ge=0,
+        description="Tokens of computed KV cache kept to reuse for prompts that start the same way "
+        "(sessions, agents, shared system prompts); 0 turns it off; unset: 5% of memory, at most 32,768",
+    )
     max_concurrent_requests: int = Field(
         128, ge=1, description="Requests admitted at once (running plus waiting); more get 429"
     )

@@ -267,4 +267,8 @@ def _usage(counts: dict | None) -> dict[str, int] | None:
     if not counts:
         return None
     prompt, completion = counts.get("input_tokens", 0), counts.get("output_tokens", 0)
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    cached = (counts.get("input_token_details") or {}).get("cache_read")
+    if cached:
+        usage["prompt_tokens_details"] = {"cached_tokens": cached}
+    return usage

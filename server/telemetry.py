@@ -61,12 +61,25 @@ class Metrics:
         self.in_flight = Gauge(
             "hfchain_requests_in_flight", "Admitted requests (running plus waiting)", registry=r
         )
+        self.prefix_hits = Counter(
+            "hfchain_prefix_cache_hits", "Prompts that started with a cached prefix", registry=r
+        )
+        self.prefill_tokens = Counter(
+            "hfchain_prefill_tokens",
+            "Prompt tokens by where their keys and values came from (reused: the prefix cache)",
+            ["source"],
+            registry=r,
+        )
+        self.prefix_tokens = Gauge(
+            "hfchain_prefix_cache_tokens", "Tokens held by the prefix cache", registry=r
+        )
 
     def watch(self, engine: Any, admission: Any) -> None:
-        """Read queue depth, batch occupancy and admitted requests when scraped."""
+        """Read queue depth, batch occupancy, admitted requests and the prefix cache when scraped."""
         if engine is not None:
             self.queue.set_function(lambda: engine.queued)
             self.running.set_function(lambda: engine.running)
+            self.prefix_tokens.set_function(lambda: engine.prefix.tokens if engine.prefix else 0)
         self.in_flight.set_function(lambda: admission.active)
 
 
@@ -90,6 +103,12 @@ class MetricsObserver(Observer):
 
     def rejected(self) -> None:
         self.metrics.rejected.labels("tokens_in_flight").inc()
+
+    def prefill(self, reused: int, computed: int) -> None:
+        if reused:
+            self.metrics.prefix_hits.inc()
+        self.metrics.prefill_tokens.labels("reused").inc(reused)
+        self.metrics.prefill_tokens.labels("computed").inc(computed)
 
 
 class Telemetry:

@@ -82,6 +82,7 @@ def build_local(settings: Settings) -> Backend:
         queue_timeout=settings.queue_timeout,
         max_input_tokens=settings.max_input_tokens,
         max_prefill_tokens=settings.max_prefill_tokens,
+        prefix_cache_tokens=settings.prefix_cache_tokens,
     )
     defaults = {
         "engine": engine,

@@ -13,16 +13,23 @@ import torch
 import torch.nn.functional as F
 from transformers import DynamicCache
 
+from chains.backends.prefix import Hit, PrefixStore
+
 MIN_TEMPERATURE = 1e-4
 
 
 class Decoder:
-    """The running batch: its cache, attention mask, next positions, and per-row sampling settings."""
+    """The running batch: its cache, attention mask, next positions, and per-row sampling settings.
 
-    def __init__(self, model: Any, pad_token_id: int) -> None:
-        self.model, self.pad = model, pad_token_id
+    With a prefix store, a joining prompt whose start is cached prefills only the rest, and a leaving row
+    leaves what it processed (prompt and reply) in the store.
+    """
+
+    def __init__(self, model: Any, pad_token_id: int, store: PrefixStore | None = None) -> None:
+        self.model, self.pad, self.store = model, pad_token_id, store
         self.device = model.device
         self.rows: list[Any] = []  # opaque per-row objects, in batch order
+        self.fed: list[list[int]] = []  # per row: the tokens whose keys and values are in the cache
         self.cache: DynamicCache | None = None
         self.mask = torch.zeros((0, 0), dtype=torch.long, device=self.device)
         self.positions = torch.zeros(0, dtype=torch.long, device=self.device)  # next position per row
@@ -32,8 +39,26 @@ class Decoder:
         return len(self.rows)
 
     @torch.inference_mode()
-    def join(self, rows: list[Any], prompts: list[list[int]], params: list[Any]) -> list[int]:
-        """Prefill new rows and merge them into the batch; returns each one's first token."""
+    def join(self, rows: list[Any], prompts: list[list[int]], params: list[Any]) -> list[tuple[int, int]]:
+        """Prefill new rows and merge them into the batch; each one's (first token, prompt tokens reused
+        from the prefix store)."""
+        hits = [self.store.lookup(p) if self.store is not None else None for p in prompts]
+        if len(prompts) > 1:  # one padded prefill beats separate ones unless most of a prompt is cached
+            hits = [h if h and 2 * h.length >= len(p) else None for h, p in zip(hits, prompts, strict=True)]
+        cold = [i for i, hit in enumerate(hits) if hit is None]
+        firsts: dict[int, int] = {}
+        if cold:
+            tokens = self._prefill(
+                [rows[i] for i in cold], [prompts[i] for i in cold], [params[i] for i in cold]
+            )
+            firsts.update(zip(cold, tokens, strict=True))
+        for i, hit in enumerate(hits):
+            if hit is not None:
+                firsts[i] = self._resume(rows[i], prompts[i], params[i], hit)
+        return [(firsts[i], hit.length if hit else 0) for i, hit in enumerate(hits)]
+
+    def _prefill(self, rows: list[Any], prompts: list[list[int]], params: list[Any]) -> list[int]:
+        """The whole prompts, left-padded into one batch."""
         width = max(len(p) for p in prompts)
         ids = torch.full((len(prompts), width), self.pad, dtype=torch.long)
         mask = torch.zeros((len(prompts), width), dtype=torch.long)
@@ -47,12 +72,28 @@ class Decoder:
             input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True
         ).logits[:, -1, :]
         first = pick(logits, params)
-        self._merge(rows, cache, mask, mask.sum(-1), first)
+        self._merge(rows, prompts, cache, mask, mask.sum(-1), first)
         return first.tolist()
+
+    def _resume(self, row: Any, prompt: list[int], params: Any, hit: Hit) -> int:
+        """One prompt from its cached prefix: only the tokens after it go through the model."""
+        rest = torch.tensor([prompt[hit.length :]], dtype=torch.long, device=self.device)
+        cache = DynamicCache(ddp_cache_data=hit.layers)
+        mask = torch.ones((1, len(prompt)), dtype=torch.long, device=self.device)
+        positions = torch.arange(hit.length, len(prompt), device=self.device).unsqueeze(0)
+        logits = self.model(
+            input_ids=rest, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True
+        ).logits[:, -1, :]
+        first = pick(logits, [params])
+        lengths = torch.tensor([len(prompt)], dtype=torch.long, device=self.device)
+        self._merge([row], [prompt], cache, mask, lengths, first)
+        return int(first[0])
 
     @torch.inference_mode()
     def step(self, params: list[Any]) -> list[int]:
         """One decoding step for every row; returns each row's next token."""
+        for fed, token in zip(self.fed, self.last.tolist(), strict=True):
+            fed.append(token)
         self.mask = torch.cat(
             [self.mask, torch.ones((len(self), 1), dtype=torch.long, device=self.device)], 1
         )
@@ -71,8 +112,12 @@ class Decoder:
         """Drop the rows marked False, then the leading columns no remaining row uses."""
         if all(keep):
             return
+        if self.store is not None:
+            for i in (i for i, k in enumerate(keep) if not k):
+                self._store(i)
         index = torch.tensor([i for i, k in enumerate(keep) if k], dtype=torch.long, device=self.device)
         self.rows = [row for row, k in zip(self.rows, keep, strict=True) if k]
+        self.fed = [fed for fed, k in zip(self.fed, keep, strict=True) if k]
         if not self.rows:
             self.cache, self.mask = None, self.mask[:0, :0]
             self.positions, self.last = self.positions[:0], self.last[:0]
@@ -84,10 +129,30 @@ class Decoder:
         for layer in self.cache.layers:
             layer.keys, layer.values = layer.keys[index, :, start:], layer.values[index, :, start:]
 
-    def _merge(self, rows: list[Any], cache: DynamicCache, mask: Any, lengths: Any, first: Any) -> None:
+    def _store(self, i: int) -> None:
+        """Copy row i's keys and values (its trailing unpadded columns) into the prefix store."""
+        tokens = self.fed[i]
+        if self.store.covers(tokens):
+            return
+        n = len(tokens)
+        layers = [(layer.keys[i : i + 1, :, -n:].clone(), layer.values[i : i + 1, :, -n:].clone())
+                  for layer in self.cache.layers]  # fmt: skip
+        self.store.add(list(tokens), layers)
+
+    def _merge(
+        self,
+        rows: list[Any],
+        prompts: list[list[int]],
+        cache: DynamicCache,
+        mask: Any,
+        lengths: Any,
+        first: Any,
+    ) -> None:
+        self.fed += [list(p) for p in prompts]
         if self.cache is None:
             self.rows, self.cache, self.mask = list(rows), cache, mask
             self.positions, self.last = lengths, first
+            self._store_prompts(len(rows))
             return
         width = max(self.mask.shape[1], mask.shape[1])
         self.mask = torch.cat([_left_pad(self.mask, width), _left_pad(mask, width)])
@@ -97,6 +162,14 @@ class Decoder:
         self.rows += rows
         self.positions = torch.cat([self.positions, lengths])
         self.last = torch.cat([self.last, first])
+        self._store_prompts(len(rows))
+
+    def _store_prompts(self, count: int) -> None:
+        """The prompts of the last `count` rows go into the store as soon as they are computed, so that
+        requests arriving while these generate share them too."""
+        if self.store is not None:
+            for i in range(len(self.rows) - count, len(self.rows)):
+                self._store(i)
 
 
 def _left_pad(tensor: Any, width: int, dim: int = -1) -> Any:

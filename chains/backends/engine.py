@@ -34,6 +34,7 @@ class Completion:
     prompt_tokens: int
     completion_tokens: int
     finish_reason: str  # "stop" (EOS or a stop sequence), "length" (max_new_tokens) or "cancelled"
+    cached_tokens: int = 0  # prompt tokens whose keys and values came from the prefix cache
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,8 @@ class Observer:
     def finished(self, completion: Completion) -> None: ...
 
     def rejected(self) -> None: ...
+
+    def prefill(self, reused: int, computed: int) -> None: ...
 
 
 class Job:
@@ -136,8 +139,11 @@ class BatchEngine:
         queue_timeout: float | None = None,
         observer: Observer | None = None,
         max_prefill_tokens: int = 8192,
+        prefix_cache_tokens: int | None = None,
     ) -> None:
         self.max_batch, self.max_tokens_in_flight = max_batch, max_tokens_in_flight
+        self.prefix_cache_tokens = prefix_cache_tokens  # None: sized from memory when the model is known
+        self.prefix: Any = None
         self.queue_timeout, self.max_prefill_tokens = queue_timeout, max_prefill_tokens
         self.observer = observer or Observer()
         self.model: Any = None
@@ -271,7 +277,17 @@ class BatchEngine:
     def _new_decoder(self) -> Any:
         from chains.backends.decoder import Decoder
 
-        return Decoder(self.model, self.tokenizer.pad_token_id)
+        return Decoder(self.model, self.tokenizer.pad_token_id, self._prefix_store())
+
+    def _prefix_store(self) -> Any:
+        """The prefix store (made on first use, once the model's size per token is known); None when off."""
+        if self.prefix is None and self.prefix_cache_tokens != 0:
+            from chains.backends.prefix import PrefixStore, default_tokens
+
+            bound = self.prefix_cache_tokens or default_tokens(self.model)
+            self.prefix = PrefixStore(bound)
+            log.info("prefix cache: up to %d tokens", bound)
+        return self.prefix
 
     def _advance(self, decoder: Any, joiners: list[Job]) -> None:
         """Prefill the joiners into the batch, then one decoding step for every row."""
@@ -279,7 +295,10 @@ class BatchEngine:
             _seed_jobs(joiners, self.model.device)
             rows = [_Row(job, self.tokenizer, self.model, self.observer) for job in joiners]
             self._running = [*self._running, *joiners]
-            for row, token in zip(rows, decoder.join(rows, [j.prompt for j in joiners], rows), strict=True):
+            joined = decoder.join(rows, [j.prompt for j in joiners], rows)
+            for row, (token, reused) in zip(rows, joined, strict=True):
+                row.cached = reused
+                self.observer.prefill(reused, len(row.job.prompt) - reused)
                 row.push(token)
             self._drop_finished(decoder)
         if decoder.rows:
@@ -365,6 +384,7 @@ class _Row:
         self.done, self.reason = False, "length"
         self.temperature, self.top_p = job.params.temperature, job.params.top_p
         self.generator, self.constraint = job.generator, job.constraint
+        self.cached = 0
 
     def check_cancelled(self) -> None:
         """End the row if its client left."""
@@ -397,7 +417,8 @@ class _Row:
         """Emit the held-back tail and the Completion."""
         if self.reason != "cancelled":
             self._emit(self.stops.flush())
-        completion = Completion("".join(self.emitted), len(self.job.prompt), self.generated, self.reason)
+        text, prompt = "".join(self.emitted), len(self.job.prompt)
+        completion = Completion(text, prompt, self.generated, self.reason, self.cached)
         self.observer.finished(completion)
         self.job.emit(completion)
 

@@ -303,11 +303,14 @@ def _llm_result(completions: list[Completion]) -> LLMResult:
 
 def _usage(reply: Completion) -> dict[str, int]:
     """LangChain's usage_metadata for a completion."""
-    return {
+    usage = {
         "input_tokens": reply.prompt_tokens,
         "output_tokens": reply.completion_tokens,
         "total_tokens": reply.prompt_tokens + reply.completion_tokens,
     }
+    if reply.cached_tokens:
+        usage["input_token_details"] = {"cache_read": reply.cached_tokens}
+    return usage
 
 
 def _info(reply: Completion) -> dict[str, object]:

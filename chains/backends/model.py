@@ -37,6 +37,7 @@ class LocalModel:
         queue_timeout: float | None = None,
         max_input_tokens: int | None = None,
         max_prefill_tokens: int = 8192,
+        prefix_cache_tokens: int | None = None,
     ) -> None:
         self.source, self.name, self.device, self.dtype, self.threads = source, name, device, dtype, threads
         self.tokenizer: Any = None
@@ -49,7 +50,11 @@ class LocalModel:
         self._start_lock = threading.Lock()
         self._loading: Future | None = None
         self.engine = BatchEngine(
-            max_batch, max_tokens_in_flight, queue_timeout, max_prefill_tokens=max_prefill_tokens
+            max_batch,
+            max_tokens_in_flight,
+            queue_timeout,
+            max_prefill_tokens=max_prefill_tokens,
+            prefix_cache_tokens=prefix_cache_tokens,
         )
 
     @property

@@ -1,0 +1,76 @@
+"""The prefix cache on the embedded model: a follow-up turn reuses the cached history, and no output
+changes because of it (greedy, and sampling with a seed)."""
+
+from contextlib import contextmanager
+
+import pytest
+
+from chains import build_chat_chain
+from chains.backends.engine import GenerationParams
+
+pytestmark = pytest.mark.model
+
+GREEDY = {"configurable": {"temperature": 0, "max_new_tokens": 24}}
+
+
+@contextmanager
+def without_prefix_cache(backend):
+    """The same engine with its prefix store set aside (a fresh decoder is made once the batch is empty)."""
+    core = backend.engine.engine
+    saved, bound = core.prefix, core.prefix_cache_tokens
+    core.prefix, core.prefix_cache_tokens = None, 0
+    try:
+        yield
+    finally:
+        core.prefix, core.prefix_cache_tokens = saved, bound
+
+
+def conversation(chat, config) -> tuple[list, list]:
+    """Three turns, each resending the whole conversation; (replies, cached prompt tokens per turn)."""
+    messages, replies, cached = [{"role": "system", "content": "You are a concise assistant."}], [], []
+    for question in ["Name a primary colour.", "Name another one.", "And a third?"]:
+        messages.append({"role": "user", "content": question})
+        reply = chat.invoke({"messages": messages}, config=config)
+        messages.append({"role": "assistant", "content": reply.content})
+        replies.append(reply.content)
+        cached.append((reply.usage_metadata.get("input_token_details") or {}).get("cache_read", 0))
+    return replies, cached
+
+
+def test_follow_up_turns_reuse_the_history_and_answer_exactly_as_without_the_cache(embedded_backend):
+    chat = build_chat_chain(embedded_backend)
+    store = embedded_backend.engine.engine._prefix_store()
+    assert store is not None and store.max_tokens > 0  # on by default, sized from memory
+    with_cache, cached = conversation(chat, GREEDY)
+    assert cached[1] > 20 and cached[2] > cached[1]  # each turn reuses the turn before it, growing
+    with without_prefix_cache(embedded_backend):
+        plain, none = conversation(chat, GREEDY)
+    assert none == [0, 0, 0]
+    assert with_cache == plain
+
+
+def test_seeded_sampling_is_the_same_with_and_without_the_cache(embedded_backend):
+    model = embedded_backend.engine
+    opening = "Once upon a time, in a small village by the sea, where the boats came home, there lived"
+    prompt = model.tokenizer(opening * 2).input_ids  # longer than a 16-token block
+    params = GenerationParams(max_new_tokens=20, temperature=0.9, top_p=0.95, seed=11)
+    first = model.generate([prompt], params)[0]  # leaves prompt and reply in the cache
+    again = model.generate([prompt], params)[0]
+    assert again.cached_tokens == len(prompt) - 1
+    with without_prefix_cache(embedded_backend):
+        plain = model.generate([prompt], params)[0]
+    assert first.text == again.text == plain.text and plain.cached_tokens == 0
+
+
+def test_rows_with_and_without_a_cached_prefix_join_one_batch(embedded_backend):
+    model = embedded_backend.engine
+    shared = model.tokenizer(" ".join(["The quick brown fox jumps over the lazy dog."] * 6)).input_ids
+    params = GenerationParams(max_new_tokens=12)
+    model.generate([shared], params)
+    prompts = [shared + model.tokenizer(f" Then number {i}").input_ids for i in range(3)]
+    prompts.append(model.tokenizer("Something else entirely: the capital of France is").input_ids)
+    together = model.generate(prompts, params)
+    assert [c.cached_tokens > 0 for c in together] == [True, True, True, False]
+    with without_prefix_cache(embedded_backend):
+        alone = [model.generate([p], params)[0] for p in prompts]
+    assert [c.text for c in together] == [c.text for c in alone]
