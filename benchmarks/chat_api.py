@@ -34,13 +34,15 @@ from benchmarks.startup import free_port, stop  # noqa: E402
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 
 
-def start_server(data_dir: str, max_tokens: int):
-    """`python -m server` on a free port with its own sessions database; returns (process, url)."""
+def start_server(data_dir: str, max_tokens: int, **settings: str):
+    """`python -m server` on a free port with its own sessions database and any other HFCHAIN_ settings
+    (`settings`); returns (process, url)."""
     import subprocess
 
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("HFCHAIN_")}
     env.update(HFCHAIN_PORT=str(port), HFCHAIN_DATA_DIR=data_dir, HFCHAIN_MAX_NEW_TOKENS=str(max_tokens))
+    env.update(settings)
     env.pop("HF_HUB_OFFLINE", None)
     proc = subprocess.Popen(
         [sys.executable, "-m", "server"],

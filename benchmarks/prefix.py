@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,7 +29,8 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.startup import free_port, stop  # noqa: E402
+from benchmarks.chat_api import start_server  # noqa: E402
+from benchmarks.startup import stop  # noqa: E402
 
 WORDS = ["river", "stone", "lantern", "harbour", "meadow", "engine", "signal", "copper", "violet",
          "orchard", "thunder", "quiet", "ledger", "compass", "summer", "glacier", "market"]  # fmt: skip
@@ -40,25 +39,6 @@ WORDS = ["river", "stone", "lantern", "harbour", "meadow", "engine", "signal", "
 def words(count: int, seed: int) -> str:
     rng = random.Random(seed)
     return " ".join(rng.choice(WORDS) for _ in range(count))
-
-
-def start(cache_tokens: str, folder: str) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HFCHAIN_")}
-    env.update(HFCHAIN_PORT=str(port), HFCHAIN_DATA_DIR=folder, HFCHAIN_PREFIX_CACHE_TOKENS=cache_tokens)
-    proc = subprocess.Popen([sys.executable, "-m", "server"], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    stop(proc)
-    raise RuntimeError("server did not become ready")
 
 
 def ttft(client: httpx.Client, url: str, messages: list, headers: dict, max_tokens: int) -> tuple[float, str]:
@@ -138,7 +118,7 @@ def resident_mb(pid: int) -> float:
 
 def measure(cache_tokens: str, turns: int) -> dict:
     folder = tempfile.mkdtemp(prefix="hfchain-bench-prefix-")
-    proc, url = start(cache_tokens, folder)
+    proc, url = start_server(folder, 256, HFCHAIN_PREFIX_CACHE_TOKENS=cache_tokens)
     try:
         result = {"turns": session_turns(url, turns), "agent": agent_loop(url)}
         result["shared"] = shared_system(url)
