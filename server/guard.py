@@ -9,6 +9,7 @@ import logging
 import uuid
 from typing import Any
 
+from chains.backends.scope import job_scope
 from server.errors import error_body, openai_status, request_id_var
 
 log = logging.getLogger("hfchain.server")
@@ -107,18 +108,20 @@ class RequestGuard:
                 task.cancel()
 
         watcher = asyncio.create_task(watch())
-        try:
-            await self._call(scope, _replay(body, receive), completing_send, rid_header)
-        except asyncio.CancelledError:
-            if not state["left"]:
-                raise
-            task.uncancel()
-            log.info("client left %s before the reply: cancelled", scope["path"])
-            if self.on_disconnect:
-                self.on_disconnect()
-        finally:
-            state["complete"] = True
-            watcher.cancel()
+        with job_scope() as jobs:
+            try:
+                await self._call(scope, _replay(body, receive), completing_send, rid_header)
+            except asyncio.CancelledError:
+                if not state["left"]:
+                    raise
+                task.uncancel()
+                log.info("client left %s before the reply: cancelled", scope["path"])
+                if self.on_disconnect:
+                    self.on_disconnect()
+            finally:
+                state["complete"] = True
+                watcher.cancel()
+                jobs.cancel()  # whatever generation is left has nobody to read it
 
     async def _call(self, scope: Scope, receive: Any, send: Any, rid_header: list) -> None:
         """Run the app; an unexpected error becomes a logged 500 that still carries x-request-id."""

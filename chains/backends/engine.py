@@ -20,6 +20,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
+from chains.backends.scope import register
 from chains.errors import HfchainError, ModelNotReady, Overloaded, QueueTimeout
 from chains.stops import StopFilter
 
@@ -188,6 +189,7 @@ class BatchEngine:
                     retry_after=1,
                 )
         self._put(job)
+        register(job)
         return job
 
     @property
