@@ -1,7 +1,10 @@
 """Start-up time of `hfchain serve`: process start -> first 200 from /health and /ready.
 
 Warm: the model is already converted in a temp cache dir (primed by one unmeasured run).
-Cold: a fresh empty cache dir per run, so each run pays the one-time conversion.
+Bare: in the same rounds as warm, a bare `python -c` that imports torch + transformers and loads the same
+cached folder (tokenizer and model) with from_pretrained, timed from process start to its "loaded" line;
+warm / bare is the start-up overhead of everything that is not the model (a ratio that holds across
+machines). Cold: a fresh empty cache dir per run, so each run pays the one-time conversion.
 Usage: .venv/bin/python benchmarks/startup.py [--runs 5] [--cold-runs 5] [--timeout 120]
 """
 
@@ -20,6 +23,7 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 POLL_S = 0.05
 
 
@@ -81,6 +85,31 @@ def poll(proc: subprocess.Popen, base: str, started: float, timeout: float) -> t
     raise TimeoutError(f"{base} not ready after {timeout:.0f} s")
 
 
+BARE_LOAD = """
+import sys, torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+AutoTokenizer.from_pretrained(sys.argv[1])
+AutoModelForCausalLM.from_pretrained(sys.argv[1], dtype=torch.float32).eval()
+print("loaded", flush=True)
+"""
+
+
+def bare_load(cache_dir: Path, timeout: float) -> float:
+    """Seconds from process start to a bare from_pretrained of the cached model (tokenizer and model)."""
+    from chains.backends.embedded import cache_folder
+
+    started = time.perf_counter()
+    command = [sys.executable, "-c", BARE_LOAD, str(cache_folder(cache_dir))]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        line = proc.stdout.readline() if proc.stdout else ""
+        if line.strip() != "loaded":
+            raise RuntimeError(f"the bare load failed (exit {proc.wait(timeout)})")
+        return time.perf_counter() - started
+    finally:
+        stop(proc)
+
+
 def series(label: str, runs: int, cache_dir: Path | None, timeout: float) -> list[tuple[float, float]]:
     """`runs` measurements, in `cache_dir` if given, else each in a fresh empty temp dir."""
     results = []
@@ -115,11 +144,22 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="hfchain-warm-") as warm_dir:
         print("priming the warm cache (unmeasured run, converts the model) ...")
         measure(Path(warm_dir), args.timeout)
-        rows = {"warm": series("warm", args.runs, Path(warm_dir), args.timeout)}
+        bare, warm = [], []
+        for i in range(args.runs):  # interleaved: both see the same machine load
+            bare.append(bare_load(Path(warm_dir), args.timeout))
+            warm.append(measure(Path(warm_dir), args.timeout))
+            print(
+                f"round {i + 1}/{args.runs}: bare load {bare[-1]:.2f} s, "
+                f"/health {warm[-1][0]:.2f} s, /ready {warm[-1][1]:.2f} s"
+            )
+        rows = {"warm": warm}
     if args.cold_runs:
         rows["cold"] = series("cold", args.cold_runs, None, args.timeout)
     print()
     print(table(rows))
+    ready, load = statistics.median(r[1] for r in warm), statistics.median(bare)
+    print(f"\nbare from_pretrained load: median {load:.2f} s (min {min(bare):.2f}, max {max(bare):.2f})")
+    print(f"warm /ready / bare load: {ready / load:.2f}x (target <= 1.2x)")
 
 
 if __name__ == "__main__":

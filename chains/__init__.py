@@ -1,28 +1,40 @@
-"""hfchain's LangChain runnables: build a backend from settings, then the chains over it."""
+"""hfchain's LangChain runnables: build a backend from settings, then the chains over it.
 
-from chains.agent.runner import AgentInput, build_agent
-from chains.backends import Backend, build_backend
-from chains.chat import ChatInput, build_chat_chain
-from chains.classify import ClassifyInput, build_classify_chain, build_classify_methods
-from chains.generate import GenerateInput, build_generate_chain
-from chains.settings import Settings, get_settings, load_settings
-from chains.summarize import SummarizeInput, build_summarize_chain
+Names resolve on first use, so importing one module (e.g. chains.settings) does not import every chain.
+"""
 
-__all__ = [
-    "AgentInput",
-    "Backend",
-    "ChatInput",
-    "ClassifyInput",
-    "GenerateInput",
-    "Settings",
-    "SummarizeInput",
-    "build_agent",
-    "build_backend",
-    "build_chat_chain",
-    "build_classify_chain",
-    "build_classify_methods",
-    "build_generate_chain",
-    "build_summarize_chain",
-    "get_settings",
-    "load_settings",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_HOMES = {
+    "AgentInput": "chains.agent.runner",
+    "build_agent": "chains.agent.runner",
+    "Backend": "chains.backends",
+    "build_backend": "chains.backends",
+    "ChatInput": "chains.chat",
+    "build_chat_chain": "chains.chat",
+    "ClassifyInput": "chains.classify",
+    "build_classify_chain": "chains.classify",
+    "build_classify_methods": "chains.classify",
+    "GenerateInput": "chains.generate",
+    "build_generate_chain": "chains.generate",
+    "Settings": "chains.settings",
+    "get_settings": "chains.settings",
+    "load_settings": "chains.settings",
+    "SummarizeInput": "chains.summarize",
+    "build_summarize_chain": "chains.summarize",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module 'chains' has no attribute {name!r}")
+    return getattr(importlib.import_module(_HOMES[name]), name)
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_HOMES])

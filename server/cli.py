@@ -47,6 +47,9 @@ def serve(
     backend: Annotated[str | None, typer.Option(help="local or endpoint [HFCHAIN_BACKEND]")] = None,
 ) -> None:
     """Serve the LangServe routes (/generate, /chat, /summarize, /classify, /agent) on HOST:PORT."""
+    from server.startup import pause_gc
+
+    pause_gc()  # until the model is loaded: see server/startup.py
     import uvicorn
 
     from chains.errors import HfchainError

@@ -6,7 +6,7 @@ import logging
 import time
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, GCCollector, Histogram, ProcessCollector
 
 from chains.backends.engine import Completion, Observer
 
@@ -19,6 +19,8 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = r = CollectorRegistry()
+        GCCollector(registry=r)  # python_gc_*: collections resume once the model is loaded
+        ProcessCollector(registry=r)  # process_*: resident memory (model, KV and prefix caches), CPU
         self.requests = Counter(
             "hfchain_requests",
             "HTTP requests by route, method and status",

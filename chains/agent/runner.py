@@ -9,14 +9,12 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from langchain.agents import create_agent
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, SystemMessage, ToolMessage
 from langchain_core.runnables import ConfigurableFieldSpec, Runnable, RunnableConfig
 from langchain_core.runnables.config import patch_config
 from langchain_core.runnables.utils import get_unique_config_specs
 
 from chains.agent import builtin
-from chains.agent.middleware import StepPolicy, ToolGuard
 from chains.agent.toolbox import Toolbox, build_toolbox
 from chains.backends import Backend
 from chains.chat import SESSION_SPEC, Conversation, Turn, load_turn
@@ -173,6 +171,11 @@ class AgentRunnable(Runnable[dict, AIMessage]):
 
     def start(self, value: Any, config: RunnableConfig) -> tuple[Turn, Runnable, RunnableConfig]:
         """The turn to answer, its agent graph and the graph's config."""
+        # imported at the first agent request, not at the server's start (langchain.agents, langgraph)
+        from langchain.agents import create_agent
+
+        from chains.agent.middleware import StepPolicy, ToolGuard
+
         turn = load_turn(value, self.sessions, config, schema=AgentInput, resent=visible_resent)
         steps, first = self.limits.for_request(config)
         model, _ = self.model.prepare(config)

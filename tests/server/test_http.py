@@ -217,3 +217,12 @@ def test_chat_playground_request_streams_a_reply(http):
     ops = [op for name, data in events if name == "data" for op in json.loads(data)["ops"]]
     streamed = [op["value"]["content"] for op in ops if op["path"] == "/streamed_output/-"]
     assert len(streamed) >= 3 and "Paris" in "".join(streamed) and events[-1][0] == "end"
+
+
+def test_garbage_collection_runs_again_once_the_model_is_loaded(server):
+    gen0 = 'python_gc_collections_total{generation="0"}'
+    before = metric(server.url, gen0)
+    for _ in range(3):
+        httpx.post(f"{server.url}/generate/invoke", json={"input": {"prompt": "Hi"}}, timeout=60)
+    assert metric(server.url, gen0) > before  # paused during start-up only (server/startup.py)
+    assert metric(server.url, "process_resident_memory_bytes") > 100 * 2**20
