@@ -25,6 +25,7 @@ from sqlalchemy import (
     event,
     insert,
     select,
+    text,
 )
 from sqlalchemy import delete as sql_delete
 from sqlalchemy.engine import make_url
@@ -62,18 +63,24 @@ def exported(message: BaseMessage) -> dict[str, Any]:
 class SessionStore:
     """Session histories in the database at `url` (tables are created if missing)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, pool_size: int = 5, connect_timeout: float = 5.0) -> None:
         self.url = url
         try:
-            self.engine = create_engine(url, **_engine_options(url))
+            self.engine = create_engine(url, **_engine_options(url, pool_size, connect_timeout))
             if self.engine.dialect.name == "sqlite":
                 event.listen(self.engine, "connect", _sqlite_pragmas)
-            metadata.create_all(self.engine)
-        except (ArgumentError, NoSuchModuleError, ModuleNotFoundError, OSError, SQLAlchemyError) as error:
+            _create_tables(self.engine)
+        except ModuleNotFoundError as error:
+            raise SessionsUnavailable(
+                f"the sessions database {_safe(url)} needs the Python package {_package_for(error.name)}, "
+                f"which is not installed: pip install {_package_for(error.name)}, or use "
+                "postgresql+psycopg://... (installed with hfchain) or sqlite:///..."
+            ) from error
+        except (ArgumentError, NoSuchModuleError, OSError, SQLAlchemyError) as error:
             raise SessionsUnavailable(
                 f"cannot open the sessions database {_safe(url)} ({error.__class__.__name__}: {error}); "
                 "check HFCHAIN_SESSIONS_URL (a SQLAlchemy URL, e.g. sqlite:///path/sessions.db or "
-                "postgresql+psycopg://user:password@host/db with its driver installed)"
+                "postgresql+psycopg://user:password@host/db)"
             ) from error
         log.info("sessions stored in %s", _safe(url))
 
@@ -155,11 +162,45 @@ def _unavailable(url: str, error: Exception) -> SessionsUnavailable:
     )
 
 
-def _engine_options(url: str) -> dict[str, Any]:
-    """SQLite: create its folder, wait for locks instead of failing, and allow readers during writes."""
+# DBAPI modules SQLAlchemy imports for a URL's driver -> the package that provides them
+PACKAGES = {
+    "psycopg": "'psycopg[binary]'",
+    "psycopg2": "psycopg2-binary",
+    "asyncpg": "asyncpg",
+    "pg8000": "pg8000",
+    "MySQLdb": "mysqlclient",
+    "pymysql": "PyMySQL",
+    "mariadb": "mariadb",
+    "oracledb": "oracledb",
+    "pyodbc": "pyodbc",
+    "pymssql": "pymssql",
+}
+SCHEMA_LOCK = 0x68666368  # a PostgreSQL advisory lock key: replicas create the tables one at a time
+
+
+def _package_for(module: str | None) -> str:
+    top = (module or "").split(".")[0]
+    return PACKAGES.get(top, top or "(the URL's driver)")
+
+
+def _create_tables(engine: Any) -> None:
+    """Create the tables if missing; on PostgreSQL under a lock, so replicas starting at once do not race."""
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK})
+        metadata.create_all(conn)
+
+
+def _engine_options(url: str, pool_size: int, connect_timeout: float) -> dict[str, Any]:
+    """A server database: checked, bounded connections that never wait forever. SQLite: create its folder,
+    wait for locks instead of failing, and allow readers during writes."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return {"pool_pre_ping": True}
+        options: dict[str, Any] = {"pool_pre_ping": True, "pool_size": pool_size, "max_overflow": pool_size}
+        options["pool_timeout"] = 30
+        if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() in ("psycopg", "psycopg2"):
+            options["connect_args"] = {"connect_timeout": max(1, round(connect_timeout))}
+        return options
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     return {"connect_args": {"timeout": 30}}

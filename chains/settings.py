@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -55,6 +56,21 @@ class Settings(BaseSettings):
     sessions_url: str | None = Field(
         None,
         description="SQLAlchemy URL of the chat sessions database (default: SQLite in HFCHAIN_DATA_DIR)",
+    )
+    replica_id: str = Field(
+        default_factory=socket.gethostname,
+        min_length=1,
+        max_length=128,
+        description="This replica's name in every log line and on /metrics (default: the host name)",
+    )
+    sessions_pool_size: int = Field(
+        5,
+        ge=1,
+        le=200,
+        description="Sessions on a server database: connections kept per replica (as many more at peaks)",
+    )
+    sessions_connect_timeout: float = Field(
+        5.0, gt=0, le=120, description="Seconds to wait for a connection to the sessions database (then 503)"
     )
     sessions_from_user: bool = Field(
         False,

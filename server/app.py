@@ -41,7 +41,9 @@ def create_app(
     """Build the app from injected parts; the backend starts loading when the app starts."""
     settings = settings or get_settings()
     backend = backend or build_backend(settings)
-    sessions = sessions or SessionStore(settings.sessions_database)
+    sessions = sessions or SessionStore(
+        settings.sessions_database, settings.sessions_pool_size, settings.sessions_connect_timeout
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -78,7 +80,7 @@ def create_app(
 
 def add_middleware(app: FastAPI, settings: Settings, backend: Backend) -> None:
     """Outermost first: telemetry, request guard (ids, bodies, disconnects), CORS, API keys, admission."""
-    metrics, in_flight = Metrics(), InFlight()
+    metrics, in_flight = Metrics(settings.replica_id, backend.model_name), InFlight()
     engine = getattr(backend.engine, "engine", None)  # the local model's batching engine
     if engine is not None:
         engine.observer = MetricsObserver(metrics)

@@ -33,10 +33,10 @@ def _settings(**overrides: object) -> Settings:
         raise typer.Exit(2) from None
 
 
-def _logging(level: str, fmt: str = "text") -> None:
+def _logging(level: str, fmt: str = "text", replica: str = "-") -> None:
     from server.logs import configure_logging
 
-    configure_logging(level, fmt)
+    configure_logging(level, fmt, replica)
 
 
 @app.command(epilog=settings_help())
@@ -56,7 +56,7 @@ def serve(
     from server.app import create_app
 
     settings = _settings(host=host, port=port, model=model, backend=backend)
-    _logging(settings.log_level, settings.log_format)
+    _logging(settings.log_level, settings.log_format, settings.replica_id)
     try:
         app_ = create_app(settings)
     except HfchainError as error:  # e.g. a sessions database or agent tool that cannot be used

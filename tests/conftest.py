@@ -107,6 +107,16 @@ def hfchain_server(**env: str) -> ServerProcess:
 
 
 @pytest.fixture(scope="session")
+def postgres():
+    """A throwaway PostgreSQL server for the whole session (tests/postgres.py); new_database() per test."""
+    from tests.postgres import Postgres
+
+    server = Postgres(free_port()).start()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
 def embedded_backend():
     """The embedded model, loaded once for the whole session (converted first if needed)."""
     from chains import build_backend, load_settings

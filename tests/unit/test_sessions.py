@@ -1,4 +1,4 @@
-"""The session store (SQLite in a temp folder) and the chat chain's use of it, over fake models."""
+"""The session store (SQLite and PostgreSQL) and the chat chain's use of it, over fake models."""
 
 import threading
 
@@ -13,9 +13,14 @@ from chains.sessions import SessionStore
 from tests.unit.fakes import KnobFakeChat, fake_backend
 
 
-@pytest.fixture
-def store(tmp_path):
-    sessions = SessionStore(f"sqlite:///{tmp_path}/nested/sessions.db")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path):
+    """The store on SQLite in a temp folder, and on a fresh database of a real PostgreSQL server."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/nested/sessions.db"
+    else:
+        url = request.getfixturevalue("postgres").new_database()
+    sessions = SessionStore(url)
     yield sessions
     sessions.close()
 
@@ -151,3 +156,45 @@ def test_a_turn_that_calls_a_tool_is_stored_with_its_call(store):
     }
     chain.invoke(follow_up)
     assert [m.type for m in store.history("tools-1")] == ["human", "ai", "tool", "ai"]
+
+
+def test_a_url_whose_driver_is_missing_names_the_package():
+    with pytest.raises(SessionsUnavailable) as raised:
+        SessionStore("postgresql+pg8000://user@127.0.0.1:1/db")
+    assert "pip install pg8000" in raised.value.message
+
+
+def test_stores_opened_at_once_on_an_empty_postgresql_database_do_not_race(postgres):
+    url, opened, errors = postgres.new_database(), [], []
+
+    def open_store() -> None:
+        try:
+            opened.append(SessionStore(url))
+        except SessionsUnavailable as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=open_store) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [] and len(opened) == 6
+    opened[0].append("s", [HumanMessage("hi"), AIMessage("hello")])
+    assert [len(store.history("s")) for store in opened] == [2] * 6
+    for store in opened:
+        store.close()
+
+
+def test_a_stopped_postgresql_is_a_503_naming_the_database_and_recovers(postgres):
+    store = SessionStore(postgres.new_database(), connect_timeout=2)
+    store.append("s", [HumanMessage("hi"), AIMessage("hello")])
+    postgres.stop()
+    try:
+        with pytest.raises(SessionsUnavailable) as raised:
+            store.history("s")
+        assert raised.value.details["retry_after"] == 1
+        assert "database postgresql+psycopg://" in raised.value.message
+    finally:
+        postgres.start()
+    assert len(store.history("s")) == 2  # the pool checks its connections: no restart needed
+    store.close()
