@@ -2,8 +2,9 @@
 
 1. The store alone: W concurrent writers (1, 2, 4), each running session turns (load the history, store
    the turn) on its own session as it grows: turns/s over all writers and p95 latency of one turn.
-2. What a session adds to a chat turn: one hfchain server per database, the same short /v1 turn with and
-   without `x-session-id`, interleaved; median latency and the difference.
+2. What a session adds to a chat turn: one hfchain server per database, the same short /v1 turn without
+   and with `x-session-id` (a new session each time, so the prompt is the same and only the history lookup
+   and the stored turn differ), interleaved; median latency and the difference.
 
 PostgreSQL: a throwaway server (tests/postgres.py: Debian's postgresql package), or `--url` for your own.
 Usage: .venv/bin/python benchmarks/sessions.py [--turns 40] [--chat-rounds 8] [--url postgresql+psycopg://...]
@@ -71,7 +72,6 @@ def chat_cost(sessions_url: str, rounds: int) -> tuple[float, float]:
         proc, url = start_server(data, 8, HFCHAIN_SESSIONS_URL=sessions_url)
         try:
             client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=120)
-            session = f"chat-{uuid.uuid4().hex}"
 
             def turn(headers: dict | None) -> float:
                 started = time.perf_counter()
@@ -87,7 +87,8 @@ def chat_cost(sessions_url: str, rounds: int) -> tuple[float, float]:
             plain, with_session = [], []
             for _ in range(rounds):  # interleaved: both see the same machine load
                 plain.append(turn(None))
-                with_session.append(turn({"x-session-id": session}))
+                # a new session each time: the same prompt as without one, so only the storage differs
+                with_session.append(turn({"x-session-id": f"chat-{uuid.uuid4().hex}"}))
             return statistics.median(plain), statistics.median(with_session)
         finally:
             stop(proc)
