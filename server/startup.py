@@ -2,18 +2,21 @@
 
 Start-up builds millions of long-lived objects (the web stack's and torch's modules, the model) and
 almost no garbage; the collector would traverse them again and again: about 1.3 s of a 7.5 s start
-here (benchmarks/startup.py). Once loaded they are frozen out of every later collection (gc.freeze),
-which also keeps the collections of a serving process short.
+here (benchmarks/startup.py). Once loaded, one collection frees start-up's garbage and the rest is frozen
+out of every later collection (gc.freeze), which also keeps the collections of a serving process short.
 """
 
 from __future__ import annotations
 
 import gc
+import importlib
 import logging
+import threading
 from concurrent.futures import Future
 
 log = logging.getLogger("hfchain.server")
 _paused = False
+DEFERRED = ("langchain.agents", "chains.agent.middleware")  # imported at first use; warmed after the load
 
 
 def pause_gc() -> None:
@@ -24,19 +27,37 @@ def pause_gc() -> None:
         _paused = True
 
 
-def resume_gc(*_: object) -> None:
-    """Freeze what start-up built, then collect as usual again (only if pause_gc paused it)."""
+def resume_gc(*_: object, freeze: bool = True) -> None:
+    """Collect once, freeze what is left, then collect as usual again (only if pause_gc paused it).
+
+    freeze=False: just turn the collector back on (a start that failed before loading anything).
+    """
     global _paused
     if _paused:
         _paused = False
-        gc.freeze()
+        if freeze:
+            gc.collect()
+            gc.freeze()
         gc.enable()
         log.debug("garbage collection resumed; %d start-up objects frozen", gc.get_freeze_count())
 
 
-def resume_gc_after(loading: object) -> None:
-    """Resume when a background load (a Future) ends, however it ends; at once for anything else."""
+def warm_deferred_imports(*_: object) -> None:
+    """Import, in the background, what the first request would otherwise import on the event loop."""
+
+    def load() -> None:
+        for name in DEFERRED:
+            importlib.import_module(name)
+
+    threading.Thread(target=load, name="hfchain-imports", daemon=True).start()
+
+
+def after_load(loading: object) -> None:
+    """When a background load (a Future) ends, however it ends: resume the collector and warm the
+    deferred imports; at once for anything else (e.g. the endpoint backend)."""
     if isinstance(loading, Future):
         loading.add_done_callback(resume_gc)
+        loading.add_done_callback(warm_deferred_imports)
     else:
         resume_gc()
+        warm_deferred_imports()

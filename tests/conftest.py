@@ -111,9 +111,11 @@ def postgres():
     """A throwaway PostgreSQL server for the whole session (tests/postgres.py); new_database() per test."""
     from tests.postgres import Postgres
 
-    server = Postgres(free_port()).start()
-    yield server
-    server.close()
+    server = Postgres(free_port())
+    try:
+        yield server.start()
+    finally:
+        server.close()
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -96,7 +97,8 @@ class ToolGuard(AgentMiddleware):
     def wrap_tool_call(self, request: ToolCallRequest, handler: Callable) -> Any:
         pool = ThreadPoolExecutor(1)  # a sync tool cannot be interrupted: the run stops waiting for it
         try:
-            return self.cut(pool.submit(handler, request).result(timeout=self.timeout))
+            call = contextvars.copy_context().run  # the request's context: its job scope, LangChain's config
+            return self.cut(pool.submit(call, handler, request).result(timeout=self.timeout))
         except FutureTimeout:
             return self.failed(request, f"timed out after {self.timeout:g} s")
         except GraphBubbleUp:

@@ -70,23 +70,23 @@ def test_50k_tokens_every_call_within_budget_with_collapse(embedded_backend):
 
 @pytest.fixture(scope="module")
 def small_context_backend():
-    backend = build_backend(load_settings(context_window=512))
+    backend = build_backend(load_settings(context_window=384))
     backend.engine.load()
     return backend
 
 
-def test_embedded_model_summarizes_within_a_512_token_context(small_context_backend, monkeypatch):
+def test_embedded_model_summarizes_within_a_384_token_context(small_context_backend, monkeypatch):
     engine, sizes = small_context_backend.engine, []
     generate, stream = engine.generate, engine.stream
     monkeypatch.setattr(engine, "generate", lambda ids, p: sizes.extend(map(len, ids)) or generate(ids, p))
     monkeypatch.setattr(engine, "stream", lambda ids, p: sizes.append(len(ids)) or stream(ids, p))
-    text = EXCERPT  # ~1,500 tokens: 6 chunks whose summaries (up to 100 tokens each) overflow one call
-    config = {"configurable": {"max_new_tokens": 100}}
+    text = EXCERPT  # ~1,500 tokens: 7+ chunks whose summaries (up to 64 tokens each) overflow one call
+    config = {"configurable": {"max_new_tokens": 64}}
     events = list(build_summarize_chain(small_context_backend).stream({"text": text}, config=config))
     result = events[0]
     for event in events[1:]:
         result = result + event  # how invoke() aggregates the stream
     assert result["summary"].strip() and result["model_calls"] == len(sizes) >= 3
-    assert max(sizes) <= 512 - 100 - 16  # every prompt the model saw fits with room for the reply
+    assert max(sizes) <= 384 - 64 - 16  # every prompt the model saw fits with room for the reply
     assert result["collapse_levels"] >= 1
     assert sum("summary" in e for e in events) > 3  # the final summary streams

@@ -14,24 +14,27 @@ from tests.postgres import Postgres
 @pytest.fixture(scope="module")
 def database():
     """A PostgreSQL server of this module's own (a test stops and restarts it)."""
-    server = Postgres(free_port()).start()
-    yield server
-    server.close()
+    server = Postgres(free_port())
+    try:
+        yield server.start()
+    finally:
+        server.close()
 
 
 @pytest.fixture(scope="module")
 def replicas(database, embedded_backend):
     """Replicas a and b, started at the same time on the empty database (schema creation must not race)."""
-    url = database.new_database()
-    started = [
-        hfchain_server(HFCHAIN_SESSIONS_URL=url, HFCHAIN_REPLICA_ID=name, HFCHAIN_MAX_NEW_TOKENS="8")
-        for name in ("a", "b")
-    ]
-    for replica in started:
-        replica.wait("/ready")
-    yield started
-    for replica in started:
-        replica.stop()
+    url, started = database.new_database(), []
+    try:
+        for name in ("a", "b"):
+            env = {"HFCHAIN_SESSIONS_URL": url, "HFCHAIN_REPLICA_ID": name, "HFCHAIN_MAX_NEW_TOKENS": "8"}
+            started.append(hfchain_server(**env))
+        for replica in started:
+            replica.wait("/ready")
+        yield started
+    finally:
+        for replica in started:
+            replica.stop()
 
 
 def client(replica) -> openai.OpenAI:
@@ -99,7 +102,7 @@ def test_the_database_going_away_fails_session_turns_only_and_they_recover(repli
     assert [m["content"] for m in stored(replicas[0], session)["messages"][::2]] == ["before", "after"]
 
 
-def test_a_replica_killed_mid_stream_loses_no_stored_turn(replicas):
+def test_a_replica_killed_mid_stream_loses_no_stored_turn(replicas):  # last: replica a stays dead
     session = f"killed-{uuid.uuid4().hex}"
     turn(replicas[0], "kept", session)
     body = {"model": "m", "messages": [{"role": "user", "content": "Write a long story."}], "stream": True}
