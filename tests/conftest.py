@@ -109,13 +109,10 @@ def hfchain_server(**env: str) -> ServerProcess:
 @pytest.fixture(scope="session")
 def postgres():
     """A throwaway PostgreSQL server for the whole session (tests/postgres.py); new_database() per test."""
-    from tests.postgres import Postgres
+    from tests.postgres import running
 
-    server = Postgres(free_port())
-    try:
-        yield server.start()
-    finally:
-        server.close()
+    with running(free_port()) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import tempfile
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 INSTALL_HINT = "install PostgreSQL's server: apt-get install -y postgresql (or run `make test` as root)"
@@ -77,3 +78,13 @@ class Postgres:
         with contextlib.suppress(RuntimeError):  # already stopped
             self.stop()
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def running(port: int) -> Iterator[Postgres]:
+    """A started cluster on `port`, stopped and removed afterwards (also when starting it fails)."""
+    server = Postgres(port)
+    try:
+        yield server.start()
+    finally:
+        server.close()

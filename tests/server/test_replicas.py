@@ -8,17 +8,14 @@ import openai
 import pytest
 
 from tests.conftest import free_port, hfchain_server, metric, wait_for
-from tests.postgres import Postgres
+from tests.postgres import running
 
 
 @pytest.fixture(scope="module")
 def database():
     """A PostgreSQL server of this module's own (a test stops and restarts it)."""
-    server = Postgres(free_port())
-    try:
-        yield server.start()
-    finally:
-        server.close()
+    with running(free_port()) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
