@@ -44,7 +44,22 @@ class Settings(BaseSettings):
         "float32", description="Compute dtype of the local model"
     )
     threads: int | None = Field(
-        None, ge=1, description="Torch CPU threads for the local model (default: all cores)"
+        None, ge=1, description="CPU threads for the local model (default: all cores)"
+    )
+    runtime: Literal["torch", "onnx"] = Field(
+        "torch",
+        description="Local backend: torch (transformers) or onnx (ONNX Runtime, exported once to the cache)",
+    )
+    onnx_precision: Literal["int4", "fp32"] = Field(
+        "int4", description="ONNX runtime: weights in int4 (fast on CPU) or fp32 (as the torch model)"
+    )
+    onnx_provider: Literal["cpu", "cuda"] = Field(
+        "cpu", description="ONNX runtime: execution provider (cuda needs onnxruntime-gpu)"
+    )
+    onnx_batch_invariant: bool = Field(
+        True,
+        description="ONNX int4: replies independent of the other requests in the batch (false: faster "
+        "single stream, greedy replies may change with what else is decoded)",
     )
     cache_dir: Path = Field(
         default_factory=default_cache_dir, description="Where the converted embedded model lives"
@@ -184,6 +199,16 @@ class Settings(BaseSettings):
             raise ValueError("set only one of HFCHAIN_ENDPOINT_URL and HFCHAIN_REPO_ID")
         if self.api_keys_file and not self.api_keys_file.is_file():
             raise ValueError(f"HFCHAIN_API_KEYS_FILE={self.api_keys_file} is not a readable file")
+        if self.runtime == "onnx" and self.dtype != "float32":
+            raise ValueError(
+                "HFCHAIN_DTYPE applies to the torch runtime; with HFCHAIN_RUNTIME=onnx choose the weights "
+                "with HFCHAIN_ONNX_PRECISION=int4|fp32"
+            )
+        if self.runtime == "onnx" and self.device != "cpu" and self.onnx_provider == "cpu":
+            raise ValueError(
+                f"HFCHAIN_DEVICE={self.device} applies to the torch runtime; with HFCHAIN_RUNTIME=onnx set "
+                "HFCHAIN_ONNX_PROVIDER=cuda (needs onnxruntime-gpu) and leave HFCHAIN_DEVICE=cpu"
+            )
         if self.max_new_tokens > self.max_new_tokens_limit:
             raise ValueError("HFCHAIN_MAX_NEW_TOKENS must not exceed HFCHAIN_MAX_NEW_TOKENS_LIMIT")
         return self

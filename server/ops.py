@@ -41,7 +41,7 @@ def ops_router() -> APIRouter:
     @router.get("/ready")
     def ready(request: Request) -> JSONResponse:
         backend = request.app.state.backend
-        body = {"model": backend.model_name, "backend": backend.name}
+        body = {"model": backend.model_name, "backend": backend.name, "runtime": backend.runtime}
         engine = backend.engine
         if backend.is_ready():
             return JSONResponse({"status": "ready", **body})

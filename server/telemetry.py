@@ -25,11 +25,11 @@ LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 60, 120, 300)
 class Metrics:
     """The service's metrics, in a registry of their own (one per app)."""
 
-    def __init__(self, replica: str = "-", model: str = "-") -> None:
+    def __init__(self, replica: str = "-", model: str = "-", runtime: str = "-") -> None:
         self.registry = r = CollectorRegistry()
-        Info("hfchain_replica", "This replica: its id (HFCHAIN_REPLICA_ID) and model", registry=r).info(
-            {"replica": replica, "model": model}
-        )
+        about = "This replica: its id (HFCHAIN_REPLICA_ID), model and runtime (torch, onnx-int4, ...)"
+        info = {"replica": replica, "model": model, "runtime": runtime}
+        Info("hfchain_replica", about, registry=r).info(info)
         GCCollector(registry=r)  # python_gc_*: collections resume once the model is loaded
         ProcessCollector(registry=r)  # process_*: resident memory (model, KV and prefix caches), CPU
         self.requests = Counter(

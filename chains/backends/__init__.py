@@ -31,6 +31,7 @@ class Backend:
     stop: Callable[[], object] = lambda: None
     is_ready: Callable[[], bool] = lambda: True
     engine: object | None = field(default=None, repr=False)
+    runtime: str = "torch"  # what runs the model: torch, onnx-int4, onnx-fp32, endpoint
 
     def require_ready(self) -> None:
         """Raise ModelNotReady (503, Retry-After) while the model is loading."""
@@ -63,6 +64,13 @@ def model_source(settings: Settings) -> tuple[str | Callable[[], str], str]:
     return lambda: str(embedded.ensure_converted(settings.cache_dir)), embedded.MODEL_NAME
 
 
+def runtime_name(settings: Settings) -> str:
+    """What runs the model: `endpoint`, `torch`, or `onnx-<precision>`."""
+    if settings.backend != "local":
+        return settings.backend
+    return "torch" if settings.runtime == "torch" else f"onnx-{settings.onnx_precision}"
+
+
 def build_local(settings: Settings) -> Backend:
     """In-process transformers model behind HuggingFacePipeline; loads when started."""
     from chains.backends.local import KNOB_FIELDS, LocalChatModel, LocalLLM
@@ -83,6 +91,13 @@ def build_local(settings: Settings) -> Backend:
         max_input_tokens=settings.max_input_tokens,
         max_prefill_tokens=settings.max_prefill_tokens,
         prefix_cache_tokens=settings.prefix_cache_tokens,
+        runtime=settings.runtime,
+        onnx={
+            "precision": settings.onnx_precision,
+            "provider": settings.onnx_provider,
+            "batch_invariant": settings.onnx_batch_invariant,
+            "cache_dir": settings.cache_dir,
+        },
     )
     defaults = {
         "engine": engine,
@@ -103,6 +118,7 @@ def build_local(settings: Settings) -> Backend:
         stop=engine.close,
         is_ready=lambda: engine.ready,
         engine=engine,
+        runtime=runtime_name(settings),
     )
 
 
@@ -123,6 +139,7 @@ def build_endpoint(settings: Settings) -> Backend:
         budget=budget.get,
         max_new_tokens=settings.max_new_tokens,
         start=budget.load_in_background,
+        runtime="endpoint",
     )
 
 

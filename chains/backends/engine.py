@@ -277,6 +277,8 @@ class BatchEngine:
         self._running = []
 
     def _new_decoder(self) -> Any:
+        if hasattr(self.model, "new_decoder"):  # a runtime of its own (chains/backends/onnx)
+            return self.model.new_decoder(self.tokenizer.pad_token_id, self._prefix_store())
         from chains.backends.decoder import Decoder
 
         return Decoder(self.model, self.tokenizer.pad_token_id, self._prefix_store())

@@ -38,8 +38,12 @@ class LocalModel:
         max_input_tokens: int | None = None,
         max_prefill_tokens: int = 8192,
         prefix_cache_tokens: int | None = None,
+        runtime: str = "torch",
+        onnx: dict[str, Any] | None = None,
     ) -> None:
         self.source, self.name, self.device, self.dtype, self.threads = source, name, device, dtype, threads
+        self.runtime = runtime
+        self.onnx = onnx or {}  # ONNX runtime options: precision, provider, batch_invariant, cache_dir
         self.tokenizer: Any = None
         self._tokens: Tokens | None = None
         self.model: Any = None
@@ -106,15 +110,18 @@ class LocalModel:
 
         hf_logging.disable_progress_bar()  # a tqdm bar per load is noise in server logs
         source = self.source() if callable(self.source) else self.source
-        log.info("loading model %s (device=%s, dtype=%s)", source, self.device, self.dtype)
         tokenizer = AutoTokenizer.from_pretrained(source)
         tokenizer.padding_side = "left"  # batched generation needs left padding
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
-        dtype = self.dtype if self.dtype == "auto" else getattr(torch, self.dtype)
-        device_map = None if self.device == "cpu" else self.device
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, device_map=device_map)
-        model.eval()
+        if self.runtime == "onnx":
+            model = self._load_onnx(source)
+        else:
+            log.info("loading model %s (device=%s, dtype=%s)", source, self.device, self.dtype)
+            dtype = self.dtype if self.dtype == "auto" else getattr(torch, self.dtype)
+            device_map = None if self.device == "cpu" else self.device
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, device_map=device_map)
+            model.eval()
         self.context_window = self.context_window or _context_window(model.config, tokenizer) or 2048
         self.model, self.tokenizer, self._tokens = model, tokenizer, Tokens(tokenizer)
         self.engine.model, self.engine.tokenizer = model, tokenizer
@@ -123,6 +130,23 @@ class LocalModel:
             self.name,
             time.perf_counter() - started,
             self.context_window,
+        )
+
+    def _load_onnx(self, source: str) -> Any:
+        """The ONNX graph of `source` (exported into the cache at the first start) in a session."""
+        from chains.backends.onnx.export import ensure_exported
+        from chains.backends.onnx.runtime import OnnxCausalLM
+
+        precision, provider = self.onnx.get("precision", "int4"), self.onnx.get("provider", "cpu")
+        folder = ensure_exported(self.onnx["cache_dir"], source, precision, provider)
+        log.info("loading ONNX model %s (%s, %s)", folder, precision, provider)
+        return OnnxCausalLM(
+            folder,
+            source,
+            precision=precision,
+            provider=provider,
+            threads=self.threads,
+            batch_invariant=self.onnx.get("batch_invariant", True),
         )
 
     def _require_ready(self) -> None:

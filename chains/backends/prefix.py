@@ -127,7 +127,8 @@ def bytes_per_token(model: Any) -> int:
     config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
     heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
     dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-    return 2 * config.num_hidden_layers * heads * dim * next(model.parameters()).element_size()
+    size = getattr(model, "kv_element_size", None) or next(model.parameters()).element_size()
+    return 2 * config.num_hidden_layers * heads * dim * size
 
 
 def default_tokens(model: Any, share: float = 0.05, most: int = 32768) -> int:

@@ -137,6 +137,8 @@ class LLMMethod:
 
 def label_logprobs(model: Any, prefix: list[int], labels: list[list[int]]) -> list[float]:
     """Mean log-probability of each label's tokens after `prefix`; the prefix is computed once."""
+    if hasattr(model, "label_logprobs"):  # the ONNX runtime scores with its own graph
+        return model.label_logprobs(prefix, labels)
     import torch
 
     with torch.inference_mode():
