@@ -47,9 +47,9 @@ class Result:
     tokens: int
 
 
-def stream_once(client: httpx.Client, prompt: str, tokenizer) -> Result:
+def stream_once(client: httpx.Client, prompt: str, tokenizer, new_tokens: int = NEW_TOKENS) -> Result:
     """POST /generate/stream; time the first text and the end; count the text's tokens."""
-    body = {"input": {"prompt": prompt}, "config": {"configurable": {"max_new_tokens": NEW_TOKENS}}}
+    body = {"input": {"prompt": prompt}, "config": {"configurable": {"max_new_tokens": new_tokens}}}
     started, first, pieces = time.perf_counter(), None, []
     with client.stream("POST", "/generate/stream", json=body) as response:
         response.raise_for_status()
@@ -119,7 +119,19 @@ def start(args: list[str], env: dict[str, str], port: int) -> subprocess.Popen:
     raise RuntimeError(f"{args} not ready")
 
 
-def serve_and_measure(kind: str, folder: str, levels: list[int], per_client: int, tokenizer) -> dict:
+# HFCHAIN_* settings of each runtime compared by --runtimes
+RUNTIMES = {
+    "torch": {},
+    "onnx-fp32": {"HFCHAIN_RUNTIME": "onnx", "HFCHAIN_ONNX_PRECISION": "fp32"},
+    "onnx-int4": {"HFCHAIN_RUNTIME": "onnx", "HFCHAIN_ONNX_PRECISION": "int4"},
+    "onnx-int4-fast": {"HFCHAIN_RUNTIME": "onnx", "HFCHAIN_ONNX_BATCH_INVARIANT": "false"},
+}
+LONG_PROMPT_TOKENS = 1000
+
+
+def serve_and_measure(
+    kind: str, folder: str, levels: list[int], per_client: int, tokenizer, runtime: str = "torch"
+) -> dict:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("HFCHAIN_")}
     if kind == "hfchain":
@@ -128,6 +140,7 @@ def serve_and_measure(kind: str, folder: str, levels: list[int], per_client: int
             HFCHAIN_MODEL=folder,
             HFCHAIN_LOG_LEVEL="warning",
             HFCHAIN_DATA_DIR=tempfile.mkdtemp(prefix="hfchain-load-"),
+            **RUNTIMES[runtime],
         )
         args = [sys.executable, "-m", "server"]
     else:
@@ -138,10 +151,33 @@ def serve_and_measure(kind: str, folder: str, levels: list[int], per_client: int
         run_level(url, 1, 1, tokenizer)  # warm-up
         for n in levels:
             table[n] = summarise(run_level(url, n, per_client, tokenizer))
-            print(f"  {kind} N={n}: {table[n]['tok_s']:.1f} tok/s", file=sys.stderr, flush=True)
+            print(f"  {kind} {runtime} N={n}: {table[n]['tok_s']:.1f} tok/s", file=sys.stderr, flush=True)
+        if kind == "hfchain":
+            table["long_ttft"] = long_prompt_ttft(url, tokenizer)
+            table["rss_mb"] = resident_mb(url)
     finally:
         stop(proc)
     return table
+
+
+def long_prompt_ttft(url: str, tokenizer, rounds: int = 3) -> float:
+    """Median time to the first text of a 1,000-token prompt (each round's prompt starts differently,
+    so the prefix cache cannot serve it)."""
+    body = "The history of the city is long, and its streets remember every century. " * 100
+    seconds = []
+    with httpx.Client(base_url=url, timeout=900) as client:
+        for i in range(rounds):
+            ids = tokenizer(f"Document {i * 7919}: {body}", add_special_tokens=False)["input_ids"]
+            prompt = tokenizer.decode(ids[:LONG_PROMPT_TOKENS])
+            seconds.append(stream_once(client, prompt, tokenizer, new_tokens=4).ttft)
+    return statistics.median(seconds)
+
+
+def resident_mb(url: str) -> float:
+    """The server's resident memory (its /metrics process_resident_memory_bytes), in MB."""
+    text = httpx.get(f"{url}/metrics", timeout=30).text
+    line = next(x for x in text.splitlines() if x.startswith("process_resident_memory_bytes"))
+    return float(line.split()[-1]) / 1e6
 
 
 def raw_batches(folder: str, levels: list[int]) -> dict:
@@ -182,8 +218,12 @@ def main() -> None:
     parser.add_argument("--levels", default="1,4,8,16")
     parser.add_argument("--requests-per-client", type=int, default=1)
     parser.add_argument("--skip-naive", action="store_true")
+    parser.add_argument("--runtimes", help=f"compare hfchain on these runtimes only: {','.join(RUNTIMES)}")
     args = parser.parse_args()
     levels = [int(n) for n in args.levels.split(",")]
+    if args.runtimes:
+        compare_runtimes(args.runtimes.split(","), levels, args.requests_per_client)
+        return
 
     from transformers import AutoTokenizer
 
@@ -229,6 +269,41 @@ def main() -> None:
             print(
                 f"  N=8 hfchain p95 {hf[8]['p95']:.1f} s vs naive p50 {naive[8]['p50']:.1f} s (target: below)"
             )
+
+
+def compare_runtimes(runtimes: list[str], levels: list[int], per_client: int) -> None:
+    """hfchain on each runtime, one server after the other in this run: tokens/s per N, the TTFT of a
+    1,000-token prompt and resident memory, each as a ratio to torch."""
+    from transformers import AutoTokenizer
+
+    from chains.backends.embedded import ensure_converted
+    from chains.settings import load_settings
+
+    folder = str(ensure_converted(load_settings().cache_dir))
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tables = {r: serve_and_measure("hfchain", folder, levels, per_client, tokenizer, r) for r in runtimes}
+    base = tables.get("torch")
+    print(f"\n{NEW_TOKENS} new tokens per request (/generate/stream), {per_client} request(s) per client, "
+          f"greedy, {os.cpu_count()} cores")  # fmt: skip
+    print("| runtime | " + " | ".join(f"N={n} tok/s" for n in levels) + " | TTFT 1,000 tokens s | RSS MB |")
+    print("|---|" + "---|" * (len(levels) + 2))
+    for name, table in tables.items():
+        cells = []
+        for n in levels:
+            ratio = f" ({table[n]['tok_s'] / base[n]['tok_s']:.2f}x)" if base and name != "torch" else ""
+            cells.append(f"{table[n]['tok_s']:.1f}{ratio}")
+        ttft = f"{table['long_ttft']:.2f}"
+        if base and name != "torch":
+            ttft += f" ({table['long_ttft'] / base['long_ttft']:.2f}x)"
+        print(f"| {name} | " + " | ".join(cells) + f" | {ttft} | {table['rss_mb']:.0f} |")
+    if base and "onnx-int4" in tables:
+        int4 = tables["onnx-int4"]
+        for n, target in ((1, 3.0), (8, 1.5)):
+            if n in levels:
+                ratio = int4[n]["tok_s"] / base[n]["tok_s"]
+                print(f"  N={n} onnx-int4 / torch = {ratio:.2f} (target >= {target})")
+        ratio = int4["long_ttft"] / base["long_ttft"]
+        print(f"  TTFT 1,000 tokens onnx-int4 / torch = {ratio:.2f} (target <= 1)")
 
 
 if __name__ == "__main__":

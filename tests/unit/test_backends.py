@@ -52,3 +52,22 @@ def test_unreachable_endpoint_names_the_url():
         backend.llm.invoke("hi")
     with pytest.raises(EndpointUnavailable, match="unreachable"):
         list(backend.chat_model.stream("hi"))
+
+
+def test_the_onnx_runtime_without_cuda_names_the_package(tmp_path):
+    import onnxruntime
+
+    from chains.backends.onnx.runtime import OnnxCausalLM
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this onnxruntime has CUDA")
+    with pytest.raises(RuntimeError, match="pip install onnxruntime-gpu"):
+        OnnxCausalLM(tmp_path, str(tmp_path), precision="int4", provider="cuda")
+
+
+def test_runtime_names():
+    from chains.backends import runtime_name
+
+    assert runtime_name(load_settings()) == "torch"
+    assert runtime_name(load_settings(runtime="onnx")) == "onnx-int4"
+    assert runtime_name(load_settings(runtime="onnx", onnx_precision="fp32")) == "onnx-fp32"

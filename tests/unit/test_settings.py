@@ -46,6 +46,10 @@ def test_hf_token_is_read_and_kept_secret(monkeypatch):
         ({"HFCHAIN_TEMPERATURE": "-1"}, "HFCHAIN_TEMPERATURE"),
         ({"HFCHAIN_BACKEND": "endpoint"}, "set HFCHAIN_ENDPOINT_URL"),
         ({"HFCHAIN_ENDPOINT_URL": "http://x", "HFCHAIN_REPO_ID": "a/b"}, "only one"),
+        ({"HFCHAIN_RUNTIME": "tensorrt"}, "HFCHAIN_RUNTIME"),
+        ({"HFCHAIN_ONNX_PRECISION": "int8"}, "HFCHAIN_ONNX_PRECISION"),
+        ({"HFCHAIN_RUNTIME": "onnx", "HFCHAIN_DTYPE": "float16"}, "HFCHAIN_ONNX_PRECISION=int4|fp32"),
+        ({"HFCHAIN_RUNTIME": "onnx", "HFCHAIN_DEVICE": "cuda"}, "HFCHAIN_ONNX_PROVIDER=cuda"),
     ],
 )
 def test_invalid_values_name_the_variable(monkeypatch, env, expected):
