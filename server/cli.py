@@ -70,8 +70,9 @@ def _serve(**options: object) -> None:
         typer.secho(error.message, fg="red", err=True)
         raise typer.Exit(2) from None
     typer.echo(
-        f"hfchain: serving on http://{settings.host}:{settings.port} "
-        f"(chat playground: http://{settings.host}:{settings.port}/chat/playground/)",
+        f"hfchain: serving {app_.state.backend.model_name} ({app_.state.backend.runtime}) on "
+        f"http://{settings.host}:{settings.port} (chat playground: "
+        f"http://{settings.host}:{settings.port}/chat/playground/)",
         err=True,
     )
     uvicorn.run(
