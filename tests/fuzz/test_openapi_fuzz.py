@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import hfchain_server
 
-EXAMPLES = 8  # per operation, valid and invalid data together: about 2 minutes for all operations
+EXAMPLES = 6  # per operation, valid and invalid data together: about 1.5 minutes for all operations
 HANG_S = 60  # an answer slower than this is a hang, not a slow machine
 
 
