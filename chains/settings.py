@@ -204,7 +204,7 @@ class Settings(BaseSettings):
                 "HFCHAIN_DTYPE applies to the torch runtime; with HFCHAIN_RUNTIME=onnx choose the weights "
                 "with HFCHAIN_ONNX_PRECISION=int4|fp32"
             )
-        if self.runtime == "onnx" and self.device != "cpu" and self.onnx_provider == "cpu":
+        if self.runtime == "onnx" and self.device != "cpu":
             raise ValueError(
                 f"HFCHAIN_DEVICE={self.device} applies to the torch runtime; with HFCHAIN_RUNTIME=onnx set "
                 "HFCHAIN_ONNX_PROVIDER=cuda (needs onnxruntime-gpu) and leave HFCHAIN_DEVICE=cpu"

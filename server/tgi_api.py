@@ -166,7 +166,9 @@ def tgi_router(llm: Runnable) -> APIRouter:
         context = budget.context_window if budget else None
         return {
             "model_id": app.backend.model_name,
-            "model_dtype": app.settings.dtype,
+            "model_dtype": app.settings.dtype
+            if app.settings.runtime == "torch"
+            else app.settings.onnx_precision,
             "model_device_type": app.settings.device,
             "max_total_tokens": context,
             "max_input_tokens": context - 1 if context else None,

@@ -135,9 +135,10 @@ class LocalModel:
     def _load_onnx(self, source: str) -> Any:
         """The ONNX graph of `source` (exported into the cache at the first start) in a session."""
         from chains.backends.onnx.export import ensure_exported
-        from chains.backends.onnx.runtime import OnnxCausalLM
+        from chains.backends.onnx.runtime import OnnxCausalLM, check_provider
 
         precision, provider = self.onnx.get("precision", "int4"), self.onnx.get("provider", "cpu")
+        check_provider(provider)  # before a long export
         folder = ensure_exported(self.onnx["cache_dir"], source, precision, provider)
         log.info("loading ONNX model %s (%s, %s)", folder, precision, provider)
         return OnnxCausalLM(

@@ -71,3 +71,19 @@ def test_runtime_names():
     assert runtime_name(load_settings()) == "torch"
     assert runtime_name(load_settings(runtime="onnx")) == "onnx-int4"
     assert runtime_name(load_settings(runtime="onnx", onnx_precision="fp32")) == "onnx-fp32"
+
+
+def test_a_hub_id_is_exported_from_its_snapshot_and_a_new_revision_is_a_new_export(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    from chains.backends.onnx import export
+
+    snapshots = {"rev": tmp_path / "snapshots" / "aaa"}
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda repo, **_: str(snapshots["rev"]))
+    for folder in (tmp_path / "snapshots" / "aaa", tmp_path / "snapshots" / "bbb"):
+        folder.mkdir(parents=True)
+        (folder / "config.json").write_text("{}")
+    first = export.exported_folder(tmp_path, "org/model", "int4", "cpu")
+    assert first.name.startswith("org--model-int4-cpu-") and first.parent == tmp_path / "onnx"
+    snapshots["rev"] = tmp_path / "snapshots" / "bbb"
+    assert export.exported_folder(tmp_path, "org/model", "int4", "cpu") != first

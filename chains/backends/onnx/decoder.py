@@ -93,7 +93,7 @@ class OnnxDecoder:
             self.past, self.phantom = None, False
             return
         width = int(self.lens.max())
-        self.past = [p[index, :, :width] for p in self.past]
+        self.past, self.phantom = [p[index, :, :width] for p in self.past], False  # index: real rows only
         self._set_phantom()
 
     def _merge(self, rows: list[Any], prompts: list[list[int]], presents: list[list], first: Any) -> None:

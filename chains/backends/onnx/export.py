@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -23,11 +23,31 @@ log = logging.getLogger(__name__)
 BUILDER = "onnxruntime_genai.models.builder"
 # Only the last position's logits are computed in a prefill (a 1,000-token prompt: ~20% less work).
 EXTRA_OPTIONS = ("prune_lm_head=true",)
-LOG_TAIL = 1500
+LOG_TAIL = 800
 
 
 class ExportError(RuntimeError):
     """The builder failed; the message holds what it printed last."""
+
+
+def builder_version() -> str:
+    """The installed onnxruntime-genai (the CPU or the CUDA package)."""
+    for package in ("onnxruntime-genai", "onnxruntime-genai-cuda"):
+        try:
+            return version(package)
+        except PackageNotFoundError:
+            continue
+    raise ExportError("HFCHAIN_RUNTIME=onnx needs onnxruntime-genai's model builder: run `make install`")
+
+
+def local_folder(source: str) -> str:
+    """A folder holding the model's files: `source` itself, or a hub id's snapshot in the Hugging Face cache
+    (downloaded once, found offline later; its path names the revision, so a new revision is a new export)."""
+    if Path(source).is_dir():
+        return source
+    from huggingface_hub import snapshot_download
+
+    return snapshot_download(source, allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt"])
 
 
 def export_key(source: str, precision: str, provider: str) -> str:
@@ -37,7 +57,7 @@ def export_key(source: str, precision: str, provider: str) -> str:
         "precision": precision,
         "provider": provider,
         "options": EXTRA_OPTIONS,
-        "builder": version("onnxruntime-genai"),
+        "builder": builder_version(),
     }
     folder = Path(source)
     if folder.is_dir():  # a local folder: its config and weight files (size, mtime) stand for its content
@@ -49,8 +69,8 @@ def export_key(source: str, precision: str, provider: str) -> str:
 
 def exported_folder(cache_dir: Path, source: str, precision: str, provider: str) -> Path:
     """Where the export of `source` with these options lives in the cache."""
-    name = Path(source).name or source.replace("/", "--")
-    key = export_key(source, precision, provider)
+    name = Path(source).name if Path(source).is_dir() else source.replace("/", "--")
+    key = export_key(local_folder(source), precision, provider)
     return Path(cache_dir) / "onnx" / f"{name}-{precision}-{provider}-{key}"
 
 
@@ -66,7 +86,7 @@ def ensure_exported(cache_dir: Path, source: str, precision: str, provider: str)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
-        _build(source, staging / "model", precision, provider, staging / "hf-cache")
+        _build(local_folder(source), staging / "model", precision, provider, staging / "scratch")
         try:
             (staging / "model").rename(target)
         except OSError:  # another replica finished first: keep theirs
@@ -80,12 +100,10 @@ def ensure_exported(cache_dir: Path, source: str, precision: str, provider: str)
     return target
 
 
-def _build(source: str, out: Path, precision: str, provider: str, hf_cache: Path) -> None:
+def _build(source: str, out: Path, precision: str, provider: str, scratch: Path) -> None:
     """Run the builder in a child process; raise ExportError with its last output when it fails."""
-    command = [sys.executable, "-m", BUILDER, "-m", source, "-o", str(out), "-p", precision]
-    command += ["-e", provider, "-c", str(hf_cache), "--extra_options", *EXTRA_OPTIONS]
-    if Path(source).is_dir():
-        command += ["-i", source]
+    command = [sys.executable, "-m", BUILDER, "-m", source, "-i", source, "-o", str(out), "-p", precision]
+    command += ["-e", provider, "-c", str(scratch), "--extra_options", *EXTRA_OPTIONS]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0 or not (out / "model.onnx").is_file():
         tail = (done.stderr or done.stdout)[-LOG_TAIL:]

@@ -20,10 +20,20 @@ log = logging.getLogger(__name__)
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 
 
+def check_provider(provider: str) -> None:
+    """Fail at once, naming the package, when onnxruntime lacks the execution provider asked for."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    if PROVIDERS[provider] not in available:
+        raise RuntimeError(
+            f"HFCHAIN_ONNX_PROVIDER={provider} needs {PROVIDERS[provider]}, which this onnxruntime lacks "
+            f"(it has {', '.join(available)}): pip install onnxruntime-gpu for CUDA, or use cpu"
+        )
+
+
 class OnnxCausalLM:
     """What the engine needs from a model (config, generation config, device), run by ONNX Runtime."""
-
-    kv_element_size = 4  # float32 keys and values
 
     def __init__(
         self,
@@ -39,12 +49,7 @@ class OnnxCausalLM:
         import torch
         from transformers import AutoConfig, GenerationConfig
 
-        available = ort.get_available_providers()
-        if PROVIDERS[provider] not in available:
-            raise RuntimeError(
-                f"HFCHAIN_ONNX_PROVIDER={provider} needs {PROVIDERS[provider]}, which this onnxruntime lacks "
-                f"(it has {', '.join(available)}): pip install onnxruntime-gpu for CUDA, or use cpu"
-            )
+        check_provider(provider)
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
@@ -61,6 +66,9 @@ class OnnxCausalLM:
         layers = sum(name.startswith("past_key_values.") for name in inputs) // 2
         self.past_names = [f"past_key_values.{i}.{kind}" for i in range(layers) for kind in ("key", "value")]
         self.present_names = [f"present.{i}.{kind}" for i in range(layers) for kind in ("key", "value")]
+        # float32 on CPU; the builder's CUDA graphs take float16 keys and values
+        self.kv_dtype = np.float16 if "float16" in inputs[self.past_names[0]].type else np.float32
+        self.kv_element_size = np.dtype(self.kv_dtype).itemsize
         config = self.config.get_text_config()
         self.kv_heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
         self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
@@ -70,14 +78,14 @@ class OnnxCausalLM:
 
     def empty(self, rows: int) -> list[np.ndarray]:
         """Past keys and values holding no tokens, for `rows` rows."""
-        return [np.zeros((rows, self.kv_heads, 0, self.head_dim), np.float32) for _ in self.past_names]
+        return [np.zeros((rows, self.kv_heads, 0, self.head_dim), self.kv_dtype) for _ in self.past_names]
 
     def forward(self, ids: np.ndarray, mask: np.ndarray, past: list[np.ndarray]) -> tuple[np.ndarray, list]:
         """(last position's logits (rows, vocab), present keys and values) for ids (rows, new tokens)."""
         feed = {"input_ids": ids.astype(np.int64), "attention_mask": mask.astype(np.int64)}
         feed.update(zip(self.past_names, map(np.ascontiguousarray, past), strict=True))
         logits, *present = self.session.run(["logits", *self.present_names], feed)
-        return logits[:, -1, :], present
+        return logits[:, -1, :].astype(np.float32, copy=False), present
 
     def prefill(self, tokens: list[int], past: list[np.ndarray] | None = None, reused: int = 0):
         """One row's prompt (after `reused` tokens already in `past`): its logits and present."""
