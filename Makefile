@@ -54,6 +54,8 @@ bench: install
 	$(BIN)/python benchmarks/load.py
 	$(BIN)/python benchmarks/tools.py
 	$(BIN)/python benchmarks/agent.py
+	$(BIN)/python benchmarks/load.py --runtimes torch,onnx-fp32,onnx-int4,onnx-int4-fast
+	$(BIN)/python benchmarks/onnx_quality.py
 
 clean:
 	rm -rf $(VENV)
