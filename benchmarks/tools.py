@@ -19,11 +19,11 @@ import jsonschema
 from langchain_core.messages import HumanMessage
 
 from chains import build_backend, load_settings
-from chains.agent.grammar import GrammarBook, regex_grammar, tools_grammar
-from chains.agent.plan import CallPlan
-from chains.agent.tools import openai_tools, parse_calls
 from chains.backends.engine import GenerationParams
 from chains.messages import to_chat_dicts
+from chains.tools.calls import openai_tools, parse_calls
+from chains.tools.grammar import GrammarBook, regex_grammar, tools_grammar
+from chains.tools.plan import CallPlan
 
 
 def tool(name: str, description: str, properties: dict) -> dict:

@@ -22,7 +22,6 @@ from langchain_core.runnables import (
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.json_schema import SkipJsonSchema
 
-from chains.agent.plan import plan_call
 from chains.backends import Backend
 from chains.configurable import DeclaredLambda
 from chains.errors import InvalidInput
@@ -30,6 +29,7 @@ from chains.messages import Messages, role_of, text_of, with_system_prompt
 from chains.prompts import load_prompt
 from chains.schemas import optional
 from chains.sessions import SESSION_ID_HELP, SESSION_ID_PATTERN, SessionStore
+from chains.tools.plan import plan_call
 
 SESSION_HELP = "Keep the conversation server-side under this id: send only the new messages"
 # LangServe's playground draws a list of messages with this widget as a chat
@@ -60,7 +60,7 @@ class Conversation(BaseModel):
 class ChatInput(Conversation):
     """Input of /chat: a conversation, plus what the reply may be besides text."""
 
-    # what the model may reply with besides text (OpenAI's fields; chains/agent/plan.py); left out of the
+    # what the model may reply with besides text (OpenAI's fields; chains/tools/plan.py); left out of the
     # schema so that the playground still sees a chat input
     tools: SkipJsonSchema[list[dict] | None] = None
     tool_choice: SkipJsonSchema[str | dict | None] = None

@@ -90,9 +90,9 @@ def text_of(message: BaseMessage) -> str:
 
 def to_chat_dicts(messages: list[BaseMessage], native: bool = False) -> list[dict]:
     """Messages as the role/content dicts a tokenizer's chat template expects. Tool calls and tool
-    results are written out as text (chains/agent/tools.py), or, for a template with a tool syntax of
+    results are written out as text (chains/tools/calls.py), or, for a template with a tool syntax of
     its own (`native`), given as `tool_calls` and `tool` messages for it to render."""
-    from chains.agent.tools import as_native, as_text
+    from chains.tools.calls import as_native, as_text
 
     dicts = []
     for message in messages:

@@ -21,9 +21,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sse_starlette.sse import EventSourceResponse
 
 from chains import generate as generate_chain
-from chains.agent.grammar import json_grammar, regex_grammar
 from chains.errors import InvalidInput
 from chains.knobs import validate_knobs
+from chains.tools.grammar import json_grammar, regex_grammar
 from server.streaming import prefetched, stream_error
 
 UNSUPPORTED = {

@@ -1,1 +1,1 @@
-"""Tool calling, structured output and constrained decoding (grammars per batch row)."""
+"""The agent loop: graph, built-in tools, MCP and Python toolboxes, middleware."""

@@ -14,8 +14,8 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from langgraph.errors import GraphBubbleUp
 from langgraph.prebuilt.tool_node import ToolCallRequest
 
-from chains.agent.tools import openai_tools, with_tools
 from chains.budget import Budget
+from chains.tools.calls import openai_tools, with_tools
 
 
 def steps_taken(messages: list[BaseMessage]) -> int:

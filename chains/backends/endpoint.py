@@ -11,11 +11,11 @@ from typing import Any
 from langchain_huggingface import ChatHuggingFace, HuggingFaceEndpoint
 from pydantic import model_validator
 
-from chains.agent.tools import openai_tools
 from chains.budget import Budget
 from chains.errors import EndpointError, EndpointUnavailable, UnknownBackend
 from chains.stops import StopFilter
 from chains.tokens import EstimatedTokens, Tokens
+from chains.tools.calls import openai_tools
 
 log = logging.getLogger(__name__)
 DEFAULT_CONTEXT = 4096  # when neither HFCHAIN_CONTEXT_WINDOW nor a tokenizer config says

@@ -47,7 +47,7 @@ class GenerationParams:
     top_p: float = 1.0
     stop: tuple[str, ...] = ()
     seed: int | None = None
-    grammar: str | None = None  # a Lark grammar (chains/agent/grammar.py) the tokens must follow
+    grammar: str | None = None  # a Lark grammar (chains/tools/grammar.py) the tokens must follow
 
 
 class Observer:
@@ -196,7 +196,7 @@ class BatchEngine:
     def grammars(self) -> Any:
         """The compiled grammars for this model's tokenizer (made on first use)."""
         if self._grammars is None:
-            from chains.agent.grammar import GrammarBook
+            from chains.tools.grammar import GrammarBook
 
             self._grammars = GrammarBook(self.tokenizer, self.model.config.vocab_size)
         return self._grammars

@@ -22,12 +22,12 @@ from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_huggingface import HuggingFacePipeline
 from pydantic import BaseModel, ConfigDict, Field
 
-from chains.agent.grammar import text_grammar
-from chains.agent.plan import CallPlan, plan_call
-from chains.agent.structured import structured_output
-from chains.agent.tools import CallStream, openai_tools, parse_calls
 from chains.backends.model import Completion, GenerationParams, LocalModel
 from chains.messages import to_chat_dicts
+from chains.tools.calls import CallStream, openai_tools, parse_calls
+from chains.tools.grammar import text_grammar
+from chains.tools.plan import CallPlan, plan_call
+from chains.tools.structured import structured_output
 
 KNOB_FIELDS = {k: k for k in ("max_new_tokens", "temperature", "top_p", "stop", "seed")}
 
@@ -63,7 +63,7 @@ class KnobFields(KnobDefaults):
 class LocalLLM(KnobFields, HuggingFacePipeline):
     """HuggingFacePipeline whose generation goes through the shared LocalModel (only new text back).
 
-    `grammar` (a Lark text, chains/agent/grammar.py) in the call's keyword arguments constrains the reply.
+    `grammar` (a Lark text, chains/tools/grammar.py) in the call's keyword arguments constrains the reply.
     """
 
     pipeline: Any = None  # generation goes through the engine (the model thread), not a pipeline object

@@ -8,8 +8,8 @@ from hypothesis import strategies as st
 from langchain_core.tools import tool
 from pydantic import BaseModel, Field
 
-from chains.agent.grammar import json_grammar
 from chains.backends.engine import GenerationParams
+from chains.tools.grammar import json_grammar
 
 QUESTION = "What is the weather in Paris?"
 

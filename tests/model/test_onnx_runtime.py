@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from chains import build_backend, load_settings
-from chains.agent.grammar import json_grammar
 from chains.backends.engine import Completion, GenerationParams
 from chains.backends.onnx.export import ExportError, ensure_exported
 from chains.classify.methods import label_logprobs
+from chains.tools.grammar import json_grammar
 from tests.conftest import wait_for
 from tests.model.test_prefix_cache import without_prefix_cache
 

@@ -9,11 +9,11 @@ from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 
 from chains.agent.middleware import steps_taken
-from chains.agent.tools import openai_tools
 from chains.backends import Backend
 from chains.backends.local import KNOB_FIELDS, KnobDefaults
 from chains.budget import Budget
 from chains.tokens import EstimatedTokens
+from chains.tools.calls import openai_tools
 
 
 class KnobFakeLLM(KnobDefaults, FakeStreamingListLLM):

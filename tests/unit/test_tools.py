@@ -4,11 +4,11 @@ import pytest
 from langchain_core.messages import AIMessage, ToolMessage
 from pydantic import BaseModel
 
-from chains.agent.plan import plan_call
-from chains.agent.tools import CallStream, chosen_tools, openai_tools, parse_calls
 from chains.errors import InvalidInput
 from chains.messages import to_chat_dicts
 from chains.prompts import load_prompt
+from chains.tools.calls import CallStream, chosen_tools, openai_tools, parse_calls
+from chains.tools.plan import plan_call
 from server.openai_api import check_tool_results
 
 

@@ -9,10 +9,10 @@ from typing import Any
 
 from langchain_core.messages import BaseMessage, SystemMessage
 
-from chains.agent.grammar import json_grammar, tools_grammar
-from chains.agent.tools import chosen_tools, openai_tools, with_tools
 from chains.errors import InvalidInput
 from chains.prompts import load_prompt
+from chains.tools.calls import chosen_tools, openai_tools, with_tools
+from chains.tools.grammar import json_grammar, tools_grammar
 
 
 @dataclass

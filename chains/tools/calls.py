@@ -11,9 +11,9 @@ from typing import Any
 from langchain_core.messages import AIMessage, BaseMessage, SystemMessage, ToolMessage
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
-from chains.agent.grammar import CALL_BEGIN, CALL_END
 from chains.errors import InvalidInput
 from chains.prompts import load_prompt
+from chains.tools.grammar import CALL_BEGIN, CALL_END
 
 CALL = re.compile(re.escape(CALL_BEGIN.strip()) + r"\s*(.*?)\s*" + re.escape(CALL_END.strip()), re.DOTALL)
 
