@@ -183,7 +183,8 @@ def _left_pad(tensor: Any, width: int, dim: int = -1) -> Any:
 
 def pick(logits: Any, params: list[Any]) -> Any:
     """The next token per row: greedy where temperature is 0, else sampled with the row's temperature
-    and top_p (and its own generator when seeded); a row with a grammar picks among what it allows."""
+    and top_p (and its own generator when seeded); a row with a grammar picks among what it allows, and
+    only what still lets its structure close in the row's remaining tokens."""
     for i, p in enumerate(params):
         constraint = getattr(p, "constraint", None)
         if constraint is not None and not getattr(p, "done", False):
@@ -192,6 +193,9 @@ def pick(logits: Any, params: list[Any]) -> Any:
     for i, p in enumerate(params):
         if p.temperature >= MIN_TEMPERATURE:  # below it, sampling is greedy (and 1/T would overflow)
             tokens[i] = _sample(logits[i], p.temperature, p.top_p, p.generator, tokens[i])
+        constraint = getattr(p, "constraint", None)
+        if constraint is not None and not getattr(p, "done", False):  # a structure that still closes in time
+            tokens[i] = constraint.fit(int(tokens[i]), logits[i], p.remaining)
     return tokens
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chains.backends.scope import register
-from chains.errors import HfchainError, ModelNotReady, Overloaded, QueueTimeout
+from chains.errors import HfchainError, InvalidInput, ModelNotReady, Overloaded, QueueTimeout
 from chains.stops import StopFilter
 
 log = logging.getLogger(__name__)
@@ -179,6 +179,7 @@ class BatchEngine:
         job = Job(prompt, params, loop)
         if params.grammar is not None:  # compiled (or found) here: a bad grammar fails its caller only
             job.constraint = self.grammars.constraint(params.grammar)
+            _check_room(job.constraint.minimum, params.max_new_tokens)
         with self._cond:
             limit = self.max_tokens_in_flight
             if limit and self._tokens_in_flight() + job.tokens > limit and (self._queue or self._running):
@@ -390,6 +391,11 @@ class _Row:
         self.generator, self.constraint = job.generator, job.constraint
         self.cached = 0
 
+    @property
+    def remaining(self) -> int:
+        """Tokens this row may still generate, the next one included."""
+        return self.job.params.max_new_tokens - self.generated
+
     def check_cancelled(self) -> None:
         """End the row if its client left."""
         if not self.done and self.job.cancelled.is_set():
@@ -415,7 +421,8 @@ class _Row:
         if self.stops.stopped or (self.constraint is not None and self.constraint.stopped):
             self.done, self.reason = True, "stop"
         elif self.generated >= self.job.params.max_new_tokens:
-            self.done, self.reason = True, "length"
+            whole = self.constraint is not None and self.constraint.structure and self.constraint.complete
+            self.done, self.reason = True, "stop" if whole else "length"  # "length": cut free text only
 
     def finish(self) -> None:
         """Emit the held-back tail and the Completion."""
@@ -430,6 +437,16 @@ class _Row:
         if text:
             self.emitted.append(text)
             self.job.emit(text)
+
+
+def _check_room(minimum: int, limit: int) -> None:
+    """Refuse, before any work, a constrained reply whose shortest whole form exceeds the token limit."""
+    if minimum > limit:
+        raise InvalidInput(
+            f"max_tokens (max_new_tokens) is {limit}, but the shortest reply this schema, grammar or tool "
+            f"call allows takes {minimum} tokens: raise it to at least {minimum}",
+            minimum_tokens=minimum,
+        )
 
 
 def _run_call(item: _Call) -> None:

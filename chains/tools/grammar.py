@@ -1,8 +1,9 @@
 """Grammars (llguidance) that constrain a row's tokens: JSON schemas, tool calls, regexes.
 
 A grammar is a Lark text; `GrammarBook` compiles each one once (bounded LRU) and hands every row its own
-copy of the matcher. Masks are applied with a plain bit-unpack, never llguidance's torch helpers (they are
-torch.compile'd: 20 s on the first CPU call).
+copy of the matcher, wrapped in a Constraint with its budget and repetition guards (constraint.py). Masks
+are applied with a plain bit-unpack, never llguidance's torch helpers (torch.compile'd: 20 s on the first
+CPU call).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from collections import OrderedDict
 from typing import Any
 
 from chains.errors import InvalidInput
+from chains.tools.closing import Vocabulary
+from chains.tools.constraint import Constraint
 
 CALL_BEGIN, CALL_END = "<tool_call>\n", "\n</tool_call>"
 # free text that never writes a tool tag of its own (a call starts only through the call grammar): a small
@@ -95,6 +98,15 @@ def tools_grammar(tools: list[dict], forced: bool, parallel: bool = False) -> st
     return f"%llguidance {{}}\nstart: call {repeat}\ncall: {call}\n"
 
 
+def grammar_kind(grammar: str) -> str:
+    """What a grammar text writes: "tools" (calls, maybe after text), "text", "json" or "regex"."""
+    if CALL_BEGIN.strip() in grammar:
+        return "tools"
+    if grammar.startswith(text_grammar()):
+        return "text"
+    return "json" if "start: %json" in grammar else "regex"
+
+
 def _escape(text: str) -> str:
     return json.dumps(text)[1:-1]
 
@@ -109,6 +121,7 @@ class GrammarBook:
     def __init__(self, tokenizer: Any, vocab_size: int, capacity: int = 64) -> None:
         self.tokenizer, self.vocab_size, self.capacity = tokenizer, vocab_size, capacity
         self._info: Any = None
+        self._vocab: Vocabulary | None = None
         self._compiled: OrderedDict[str, Any] = OrderedDict()
         self._lock = threading.Lock()
         self.compiled = self.hits = 0  # counts, for metrics and tests
@@ -120,9 +133,17 @@ class GrammarBook:
             self._info = llguidance.hf.from_tokenizer(self.tokenizer, n_vocab=self.vocab_size)
         return self._info
 
-    def constraint(self, grammar: str) -> Constraint:
-        """A row's constraint for `grammar` (InvalidInput if it does not compile)."""
-        return Constraint(self.matcher(grammar), self.vocab_size)
+    def constraint(self, grammar: str, repetition: bool = True) -> Constraint:
+        """A row's constraint for `grammar`, with its guards (InvalidInput if it does not compile)."""
+        matcher = self.matcher(grammar)
+        return Constraint(matcher, self.vocabulary(), grammar_kind(grammar), repetition=repetition)
+
+    def vocabulary(self) -> Vocabulary:
+        """The token bytes and closing candidates of this tokenizer (made on first use)."""
+        if self._vocab is None:
+            info = self._tokenizer_info()
+            self._vocab = Vocabulary(info, self.vocab_size, {info.eos_token})
+        return self._vocab
 
     def matcher(self, grammar: str) -> Any:
         """A new matcher for `grammar`, from the compiled copy (compiled now if unseen)."""
@@ -147,38 +168,3 @@ class GrammarBook:
             if len(self._compiled) > self.capacity:
                 self._compiled.popitem(last=False)
             return template.deep_copy()
-
-
-class Constraint:
-    """One row's matcher: masks its logits, follows its tokens."""
-
-    def __init__(self, matcher: Any, vocab_size: int) -> None:
-        import numpy as np
-
-        self.matcher, self.vocab_size = matcher, vocab_size
-        self.bitmask = np.full((1, (vocab_size + 31) // 32), -1, dtype=np.int32)
-
-    def mask(self, logits: Any) -> None:
-        """Forbid (in place) every token the grammar does not allow next."""
-        import llguidance.numpy
-        import numpy as np
-        import torch
-
-        llguidance.numpy.fill_next_token_bitmask(self.matcher, self.bitmask, 0)
-        bits = np.unpackbits(self.bitmask[0].view(np.uint8), bitorder="little")[: logits.shape[-1]]
-        allowed = torch.from_numpy(bits.astype(bool)).to(logits.device)
-        logits.masked_fill_(~allowed, float("-inf"))
-
-    def consume(self, token: int) -> bool:
-        """Follow the chosen token; False if the grammar refuses it (never, after mask())."""
-        return bool(self.matcher.consume_token(token))
-
-    @property
-    def stopped(self) -> bool:
-        """The grammar allows nothing more: the reply is complete."""
-        return bool(self.matcher.is_stopped())
-
-    @property
-    def complete(self) -> bool:
-        """What was generated is a whole sentence of the grammar."""
-        return bool(self.matcher.is_accepting())

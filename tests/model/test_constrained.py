@@ -3,12 +3,14 @@
 import json
 
 import jsonschema
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from langchain_core.tools import tool
 from pydantic import BaseModel, Field
 
 from chains.backends.engine import GenerationParams
+from chains.errors import InvalidInput
 from chains.tools.grammar import json_grammar
 
 QUESTION = "What is the weather in Paris?"
@@ -24,6 +26,12 @@ def get_weather(city: str, days: int = 1) -> str:
 def get_time(timezone: str) -> str:
     """The current time in a timezone."""
     return "12:00"
+
+
+class City(BaseModel):
+    name: str
+    country: str
+    population_millions: float = Field(ge=0)
 
 
 class Person(BaseModel):
@@ -57,9 +65,31 @@ def test_streamed_calls_arrive_as_tool_call_chunks(embedded_backend):
     assert total.response_metadata["finish_reason"] == "tool_calls"
 
 
-def test_a_call_cut_by_max_tokens_is_not_a_call(embedded_backend):
-    reply = model(embedded_backend, 6).bind_tools([get_weather], tool_choice="required").invoke(QUESTION)
-    assert reply.tool_calls == [] and reply.response_metadata["finish_reason"] == "length"
+def test_a_limit_below_the_shortest_call_is_refused_up_front(embedded_backend):
+    bound = model(embedded_backend, 6).bind_tools([get_weather], tool_choice="required")
+    with pytest.raises(InvalidInput, match="at least") as refused:
+        bound.invoke(QUESTION)
+    minimum = refused.value.details["minimum_tokens"]
+    reply = (
+        model(embedded_backend, minimum).bind_tools([get_weather], tool_choice="required").invoke(QUESTION)
+    )
+    assert reply.response_metadata["finish_reason"] == "tool_calls" and len(reply.tool_calls) == 1
+    assert reply.usage_metadata["output_tokens"] <= minimum and reply.content == ""
+    get_weather.args_schema.model_validate(reply.tool_calls[0]["args"])
+
+
+def test_a_tight_limit_closes_the_structure_in_time(embedded_backend):
+    engine = embedded_backend.engine
+    schema = City.model_json_schema()
+    prompt = engine.tokens.chat_ids([{"role": "user", "content": "Describe Paris in JSON."}])
+    minimum = engine.engine.grammars.constraint(json_grammar(schema)).minimum
+    limits = [minimum, minimum + 3, minimum + 12]
+    jobs = [engine.engine.submit(prompt, GenerationParams(max_new_tokens=n, grammar=json_grammar(schema)))
+            for n in limits]  # fmt: skip
+    for job, limit in zip(jobs, limits, strict=True):
+        *_, completion = job.events()
+        assert completion.finish_reason == "stop" and completion.completion_tokens <= limit
+        City.model_validate_json(completion.text)
 
 
 def test_structured_output_by_every_method(embedded_backend):
@@ -95,31 +125,55 @@ def test_rows_without_a_grammar_are_untouched_and_grammars_are_cached(embedded_b
 
 SCALARS = st.sampled_from(
     [
+        {"type": "string"},
         {"type": "string", "maxLength": 12},
+        {"type": "string", "minLength": 3},
         {"type": "integer", "minimum": 0, "maximum": 1000},
+        {"type": "integer"},
         {"type": "boolean"},
         {"type": "number", "minimum": -10, "maximum": 10},
+        {"type": "number"},
         {"enum": ["red", "green", "blue"]},
         {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 9}, "maxItems": 3},
+        {"type": "array", "items": {"type": "string"}, "minItems": 1},
+        {"anyOf": [{"type": "string"}, {"type": "null"}]},
     ]
 )
-SCHEMAS = st.dictionaries(st.from_regex(r"[a-z]{1,8}", fullmatch=True), SCALARS, min_size=1, max_size=3).map(
-    lambda props: {
-        "type": "object",
-        "properties": props,
-        "required": sorted(props),
-        "additionalProperties": False,
-    }
+VALUES = st.recursive(
+    SCALARS,
+    lambda inner: (
+        st.dictionaries(st.from_regex(r"[a-z]{1,6}", fullmatch=True), inner, min_size=1, max_size=2).map(
+            lambda props: {"type": "object", "properties": props, "required": sorted(props)}
+        )
+        | inner.map(lambda item: {"type": "array", "items": item})
+    ),
+    max_leaves=4,
+)
+SCHEMAS = st.dictionaries(st.from_regex(r"[a-z]{1,8}", fullmatch=True), VALUES, min_size=1, max_size=3).map(
+    lambda props: {"type": "object", "properties": props, "required": sorted(props)[:2]}
 )
 
 
-@settings(max_examples=6, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
-@given(schema=SCHEMAS)
-def test_every_constrained_reply_validates(embedded_backend, schema):
+@settings(max_examples=5, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(cases=st.lists(st.tuples(SCHEMAS, st.integers(min_value=1, max_value=48)), min_size=4, max_size=4))
+def test_every_constrained_reply_validates_or_is_refused_up_front(embedded_backend, cases):
+    """Random schemas under random small limits, four rows at a time in one batch: each reply is whole and
+    valid within its limit, or its request was refused before any work."""
     engine = embedded_backend.engine
-    prompt = engine.tokens.chat_ids(
-        [{"role": "user", "content": f"Reply with JSON for {json.dumps(schema)}"}]
-    )
-    reply = engine.generate([prompt], GenerationParams(max_new_tokens=120, grammar=json_grammar(schema)))[0]
-    assert reply.finish_reason == "stop", reply
-    jsonschema.validate(json.loads(reply.text), schema)
+    jobs = []
+    for schema, limit in cases:
+        prompt = engine.tokens.chat_ids(
+            [{"role": "user", "content": f"Reply with JSON for {json.dumps(schema)}"}]
+        )
+        try:
+            job = engine.engine.submit(
+                prompt, GenerationParams(max_new_tokens=limit, grammar=json_grammar(schema))
+            )
+        except InvalidInput as refused:
+            assert refused.details["minimum_tokens"] > limit
+            continue
+        jobs.append((job, schema, limit))
+    for job, schema, limit in jobs:
+        *_, reply = job.events()
+        assert reply.finish_reason == "stop" and reply.completion_tokens <= limit, reply
+        jsonschema.validate(json.loads(reply.text), schema)
