@@ -1,6 +1,8 @@
 """Tool calling and structured output over /v1 with real clients: openai, ChatOpenAI, create_agent."""
 
 import json
+import re
+from concurrent.futures import ThreadPoolExecutor
 
 import openai
 import pytest
@@ -9,7 +11,7 @@ from langchain.agents.middleware import wrap_model_call
 from langchain_core.messages import ToolMessage
 from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 WEATHER = {
     "type": "function",
@@ -146,3 +148,84 @@ def test_tgi_grammar_constrains_text_generation(server):
     assert len(digits) == 3 and digits.isdigit()
     with pytest.raises(ValidationError, match="not valid JSON"):  # huggingface_hub's typed 422
         tgi.text_generation("x", max_new_tokens=4, grammar={"type": "json", "value": "{not json"})
+
+
+CALCULATOR = {
+    "type": "function",
+    "function": {
+        "name": "calculator",
+        "description": "Evaluate an arithmetic expression",
+        "parameters": {
+            "type": "object",
+            "properties": {"expression": {"type": "string"}},
+            "required": ["expression"],
+        },
+    },
+}
+
+
+class Facts(BaseModel):
+    name: str
+    country: str
+    population_millions: float = Field(ge=0)
+
+
+def test_a_named_tool_on_an_unrelated_message_is_a_whole_call(client):
+    named = {"type": "function", "function": {"name": "calculator"}}
+    hello = [{"role": "user", "content": "Hello there"}]
+    reply = client.chat.completions.create(
+        model="m", messages=hello, tools=[CALCULATOR], tool_choice=named, max_tokens=64
+    )
+    choice = reply.choices[0]
+    assert choice.finish_reason == "tool_calls" and choice.message.content is None
+    assert isinstance(json.loads(choice.message.tool_calls[0].function.arguments)["expression"], str)
+    with pytest.raises(openai.BadRequestError, match="at least") as refused:
+        client.chat.completions.create(
+            model="m", messages=hello, tools=[CALCULATOR], tool_choice=named, max_tokens=8
+        )
+    minimum = int(re.search(r"at least (\d+)", str(refused.value)).group(1))  # the message names it
+    stream = client.chat.completions.create(
+        model="m",
+        messages=hello,
+        tools=[CALCULATOR],
+        tool_choice=named,
+        max_tokens=minimum or 32,
+        stream=True,
+    )
+    chunks = list(stream)
+    arguments = "".join(
+        d.function.arguments or "" for c in chunks for d in c.choices[0].delta.tool_calls or []
+    )
+    assert "expression" in json.loads(arguments) and chunks[-1].choices[0].finish_reason == "tool_calls"
+
+
+def test_parse_and_with_structured_output_finish_within_the_limit(client, server):
+    prompts = ["Describe Paris.", "Give me facts on Lagos.", "Describe Berlin.", "Tell me about Tokyo."]
+
+    def parse(prompt: str) -> Facts:
+        messages = [{"role": "user", "content": prompt}]
+        reply = client.chat.completions.parse(
+            model="m", messages=messages, response_format=Facts, max_tokens=200
+        )
+        return reply.choices[0].message.parsed
+
+    with ThreadPoolExecutor(len(prompts)) as pool:  # one batch on the server
+        assert all(isinstance(facts, Facts) for facts in pool.map(parse, prompts))
+    tight = client.chat.completions.parse(
+        model="m", messages=[{"role": "user", "content": prompts[0]}], response_format=Facts, max_tokens=24
+    )
+    assert isinstance(tight.choices[0].message.parsed, Facts) and tight.usage.completion_tokens <= 24
+    llm = ChatOpenAI(base_url=f"{server.url}/v1", api_key="unused", model="m", temperature=0, max_tokens=200)
+    assert isinstance(
+        llm.with_structured_output(Facts, method="json_schema").invoke("Describe Berlin."), Facts
+    )
+
+
+def test_tgi_grammar_closes_within_a_small_limit(server):
+    from huggingface_hub import InferenceClient
+
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    text = InferenceClient(base_url=server.url).text_generation(
+        "Describe Paris at length, as JSON:", max_new_tokens=9, grammar={"type": "json", "value": schema}
+    )
+    assert isinstance(json.loads(text)["city"], str)
