@@ -143,6 +143,14 @@ class Settings(BaseSettings):
         "auto", description="/agent: required = the first step of each turn must call a tool"
     )
     agent_tool_timeout: float = Field(30.0, gt=0, description="Seconds one /agent tool call may take")
+    tool_router: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description='tool_choice "auto" decided by the encoder router (the closest tool by description, '
+        "or a text reply): auto = on for the embedded model, off for a model you name",
+    )
+    tool_router_threshold: float = Field(
+        0.255, ge=-1, le=1, description="Cosine above which the router calls the closest tool"
+    )
     agent_tool_result_chars: int = Field(
         4000, ge=100, description="Longest tool result the /agent model reads; longer ones are cut"
     )

@@ -71,6 +71,16 @@ def runtime_name(settings: Settings) -> str:
     return "torch" if settings.runtime == "torch" else f"onnx-{settings.onnx_precision}"
 
 
+def tool_router(settings: Settings) -> object | None:
+    """The router that decides tool_choice "auto" (HFCHAIN_TOOL_ROUTER; auto: for the embedded model)."""
+    if settings.tool_router == "off" or (settings.tool_router == "auto" and settings.model):
+        return None
+    from chains.backends.encoder import shared_encoder
+    from chains.tools.router import ToolRouter
+
+    return ToolRouter(shared_encoder(), settings.tool_router_threshold)
+
+
 def build_local(settings: Settings) -> Backend:
     """In-process transformers model behind HuggingFacePipeline; loads when started."""
     from chains.backends.local import KNOB_FIELDS, LocalChatModel, LocalLLM
@@ -105,16 +115,24 @@ def build_local(settings: Settings) -> Backend:
         "temperature": settings.temperature,
         "top_p": settings.top_p,
     }
+    router = tool_router(settings)
+
+    def start() -> object:
+        loading = engine.load_in_background()
+        if router is not None:  # the encoder loads after the model, off the start's critical path
+            loading.add_done_callback(lambda _: router.warm_in_background())
+        return loading
+
     return Backend(
         name="local",
         model_name=name,
         llm=LocalLLM(**defaults, model_id=name),
-        chat_model=LocalChatModel(**defaults),
+        chat_model=LocalChatModel(**defaults, router=router),
         llm_knobs=KNOB_FIELDS,
         chat_knobs=KNOB_FIELDS,
         budget=lambda: engine.budget,
         max_new_tokens=settings.max_new_tokens,
-        start=engine.load_in_background,
+        start=start,
         stop=engine.close,
         is_ready=lambda: engine.ready,
         engine=engine,

@@ -63,3 +63,16 @@ class Encoder:
         import numpy as np
 
         return np.asarray(self.embeddings.embed_documents(texts), dtype=np.float32)
+
+
+_shared: Encoder | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_encoder() -> Encoder:
+    """The packaged encoder, one per process for its uses that need no other (the tool router)."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            _shared = Encoder()
+        return _shared

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
@@ -132,9 +133,12 @@ class LocalChatModel(KnobFields, BaseChatModel):
     """Chat model over LocalModel: applies the tokenizer's chat template, then generates.
 
     Tools (`bind_tools`) and response formats (`with_structured_output`, or `bind(response_format=...)`)
-    become a grammar that constrains the reply, so every call and every structured reply is valid.
+    become a grammar that constrains the reply, so every call and every structured reply is valid and
+    whole. With a `router`, tool_choice "auto" is decided by it (a small model rarely calls by itself).
     Async calls await the engine directly (the stock ChatHuggingFace over a pipeline has no async path).
     """
+
+    router: Any = Field(default=None, exclude=True)  # decides tool_choice "auto" (chains/tools/router.py)
 
     @property
     def _llm_type(self) -> str:
@@ -162,6 +166,25 @@ class LocalChatModel(KnobFields, BaseChatModel):
         or any JSON object (json_mode); `include_raw` as LangChain defines it."""
         return structured_output(self, schema, method=method, include_raw=include_raw)
 
+    def _routes(self, kwargs: dict) -> bool:
+        """Whether the router decides this call: tools offered with tool_choice "auto" (or unset)."""
+        return (
+            self.router is not None
+            and bool(kwargs.get("tools"))
+            and kwargs.get("tool_choice") in (None, "auto")
+        )
+
+    def _routed(self, messages: list[BaseMessage], kwargs: dict) -> dict:
+        """The call's options with tool_choice "auto" replaced by the router's choice: a tool, or "none"."""
+        if not self._routes(kwargs):
+            return kwargs
+        choice = self.router.choose(messages, openai_tools(list(kwargs["tools"])))
+        return {**kwargs, "tool_choice": choice or "none"}
+
+    async def _arouted(self, messages: list[BaseMessage], kwargs: dict) -> dict:
+        """_routed off the event loop (the encoder runs for a few milliseconds)."""
+        return await asyncio.to_thread(self._routed, messages, kwargs) if self._routes(kwargs) else kwargs
+
     def _prepare(self, messages: list[BaseMessage], kwargs: dict) -> tuple[list[int], CallPlan]:
         plan, tokens = plan_call(**kwargs), self.engine.tokens
         if tokens.renders_tools and not plan.schema_hint:  # the template writes the tools its own way
@@ -182,7 +205,7 @@ class LocalChatModel(KnobFields, BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        ids, plan = self._prepare(messages, kwargs)
+        ids, plan = self._prepare(messages, self._routed(messages, kwargs))
         reply = self.engine.generate([ids], self._params(stop, plan))[0]
         return ChatResult(generations=[ChatGeneration(message=self._message(reply, plan))])
 
@@ -194,7 +217,7 @@ class LocalChatModel(KnobFields, BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         """Awaits the engine (no worker thread); a cancelled caller cancels the generation."""
-        ids, plan = self._prepare(messages, kwargs)
+        ids, plan = self._prepare(messages, await self._arouted(messages, kwargs))
         reply = (await self.engine.agenerate([ids], self._params(stop, plan)))[0]
         return ChatResult(generations=[ChatGeneration(message=self._message(reply, plan))])
 
@@ -237,7 +260,7 @@ class LocalChatModel(KnobFields, BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        ids, plan = self._prepare(messages, kwargs)
+        ids, plan = self._prepare(messages, self._routed(messages, kwargs))
         stream, pieces = self.engine.stream(ids, self._params(stop, plan)), Pieces(plan)
         for text in stream:
             for chunk in pieces.feed(text):
@@ -254,7 +277,7 @@ class LocalChatModel(KnobFields, BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        ids, plan = self._prepare(messages, kwargs)
+        ids, plan = self._prepare(messages, await self._arouted(messages, kwargs))
         pieces = Pieces(plan)
         async for piece in self.engine.astream(ids, self._params(stop, plan)):
             if isinstance(piece, Completion):

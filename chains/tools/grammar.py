@@ -47,11 +47,13 @@ def regex_grammar(pattern: str) -> str:
 
 
 MAPS = frozenset({"properties", "$defs", "definitions", "patternProperties"})
+STRING_RULES = frozenset({"minLength", "enum", "const", "pattern", "format"})  # strings that say their own
 
 
 def closed(schema: object) -> object:
-    """The schema with every object that lists its properties closed to others, unless it says otherwise:
-    a tool's arguments are the ones it declares (a small model otherwise invents more)."""
+    """The schema with every object that lists its properties closed to others, unless it says otherwise
+    (a tool's arguments are the ones it declares: a small model otherwise invents more), and every string
+    that sets no rule of its own at least one character long."""
     if isinstance(schema, list):
         return [closed(item) for item in schema]
     if not isinstance(schema, dict):
@@ -62,6 +64,8 @@ def closed(schema: object) -> object:
         result[key] = {k: closed(v) for k, v in value.items()} if isinstance(value, dict) else value
     if isinstance(schema.get("properties"), dict) and "additionalProperties" not in schema:
         result["additionalProperties"] = False
+    if schema.get("type") == "string" and not STRING_RULES & schema.keys():
+        result["minLength"] = 1  # a small model otherwise closes an argument's string at once: ""
     return result
 
 
