@@ -53,6 +53,8 @@ bench: install
 	$(BIN)/python benchmarks/chat_api.py
 	$(BIN)/python benchmarks/load.py
 	$(BIN)/python benchmarks/tools.py
+	HFCHAIN_RUNTIME=onnx $(BIN)/python benchmarks/tools.py --guards-only
+	$(BIN)/python benchmarks/tool_choice.py
 	$(BIN)/python benchmarks/agent.py
 	$(BIN)/python benchmarks/load.py --runtimes torch,onnx-fp32,onnx-int4,onnx-int4-fast
 	$(BIN)/python benchmarks/onnx_quality.py

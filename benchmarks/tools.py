@@ -4,15 +4,20 @@ Prints: the rate of replies whose call parses and validates against its tool's s
 the right tool and of the right arguments (tokens/s in that table also reflect reply lengths: constrained
 rows stop after their call), the grammar machinery's own cost (the same free-text requests with and without
 a grammar that allows everything, so that the replies and their lengths are identical: a pure ratio), at
-batch 1 and 8 in the same run, and grammar compile time cold and cached.
+batch 1 and 8 in the same run, and grammar compile time cold and cached. Then constrained replies under a
+tight limit (structured facts about cities; a named tool forced on messages that need none, the issue-21
+cases), with the guards off, the budget guard alone, and both guards: whole replies, valid ones, replies cut
+by the limit, tokens the guards chose, strings the repetition guard ended, and tokens/s.
 
-    .venv/bin/python benchmarks/tools.py [--prompts 60]
+    .venv/bin/python benchmarks/tools.py [--prompts 60] [--guards-only]
+    HFCHAIN_RUNTIME=onnx HFCHAIN_ONNX_PRECISION=int4 .venv/bin/python benchmarks/tools.py  # int4
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import time
 
 import jsonschema
@@ -22,7 +27,7 @@ from chains import build_backend, load_settings
 from chains.backends.engine import GenerationParams
 from chains.messages import to_chat_dicts
 from chains.tools.calls import openai_tools, parse_calls
-from chains.tools.grammar import GrammarBook, regex_grammar, tools_grammar
+from chains.tools.grammar import GrammarBook, json_grammar, regex_grammar, tools_grammar
 from chains.tools.plan import CallPlan
 
 
@@ -119,14 +124,103 @@ def score(replies, items) -> tuple[float, float, float]:
     return valid / n, right_tool / n, right_args / n
 
 
+FACTS = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string"},
+        "country": {"type": "string"},
+        "population_millions": {"type": "number", "minimum": 0},
+    },
+    "required": ["name", "country", "population_millions"],
+    "additionalProperties": False,
+}
+CALCULATOR = tool("calculator", "Evaluate an arithmetic expression", {"expression": {"type": "string"}})
+UNRELATED = ["Hello there", "Good morning!", "Thanks a lot.", "How are you?", "Tell me a story.",
+             "Nice weather today.", "What's your name?", "Write a haiku."]  # fmt: skip
+GUARDS = [("off", False, False), ("budget", True, False), ("budget + repetition", True, True)]
+
+
+def guard_cases(engine) -> list[tuple[list[int], str, str]]:
+    """(prompt ids, grammar, kind): facts about 8 cities as JSON, and a calculator call forced on 8
+    messages that need none."""
+    hint = "Reply with one JSON object and nothing else. It must match this JSON schema:\n" + json.dumps(
+        FACTS
+    )
+
+    def facts(city: str) -> list[int]:
+        return engine.tokens.chat_ids(
+            [{"role": "system", "content": hint}, {"role": "user", "content": f"Describe {city}."}]
+        )
+
+    cases = [(facts(city), json_grammar(FACTS), "json") for city in CITIES[:8]]
+    plan = CallPlan(tools=[CALCULATOR])
+    cases += [
+        (engine.tokens.chat_ids(to_chat_dicts(plan.messages([HumanMessage(q)]))),
+         tools_grammar([CALCULATOR], forced=True), "call")
+        for q in UNRELATED
+    ]  # fmt: skip
+    return cases
+
+
+def whole(reply, kind: str) -> tuple[bool, bool]:
+    """(the reply is a whole structure, it is valid for its schema)."""
+    if kind == "call":
+        _, calls = parse_calls(reply.text)
+        return bool(calls), bool(calls) and isinstance(calls[0]["args"].get("expression"), str)
+    try:
+        data = json.loads(reply.text)
+    except ValueError:
+        return False, False
+    try:
+        jsonschema.validate(data, FACTS)
+    except jsonschema.ValidationError:
+        return True, False
+    return True, True
+
+
+def guards_table(engine, tokens: int) -> None:
+    """Constrained replies under a tight limit, guards off / budget / both, at batch 1 and 8."""
+    cases, core = guard_cases(engine), engine.engine
+    print(f"\nconstrained replies at max_new_tokens {tokens}: {len(cases) // 2} JSON facts about a city, "
+          f"{len(cases) // 2} calculator calls forced on messages that need none\n")  # fmt: skip
+    print("| guards | batch | whole | valid | cut by the limit | tokens chosen by a guard | strings ended | "
+          "mean tokens | tokens/s |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
+    for (label, budget, repetition), batch in itertools.product(GUARDS, (1, 8)):
+        core.budget_guard, core.repetition_guard = budget, repetition
+        replies, constraints, started = [], [], time.perf_counter()
+        for start in range(0, len(cases), batch):
+            jobs = [core.submit(ids, GenerationParams(max_new_tokens=tokens, grammar=g))
+                    for ids, g, _ in cases[start : start + batch]]  # fmt: skip
+            for job in jobs:
+                *_, reply = job.events()
+                replies.append(reply)
+                constraints.append(job.constraint)
+        seconds = time.perf_counter() - started
+        checks = [whole(r, kind) for r, (_, _, kind) in zip(replies, cases, strict=True)]
+        n, generated = len(cases), sum(r.completion_tokens for r in replies)
+        row = [label, batch, f"{sum(w for w, _ in checks)}/{n}", f"{sum(v for _, v in checks)}/{n}",
+               sum(r.finish_reason == "length" for r in replies), sum(c.forced for c in constraints),
+               sum(c.repeats for c in constraints), f"{generated / n:.1f}",
+               f"{generated / seconds:.1f}"]  # fmt: skip
+        print("| " + " | ".join(map(str, row)) + " |")
+    core.budget_guard, core.repetition_guard = True, True
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prompts", type=int, default=60)
     parser.add_argument("--max-new-tokens", type=int, default=48)
+    parser.add_argument("--guard-tokens", type=int, default=40)
+    parser.add_argument("--guards-only", action="store_true")
     args = parser.parse_args()
     backend = build_backend(load_settings(backend="local", model=None))
     backend.engine.load()
     engine = backend.engine
+    print(f"runtime: {backend.runtime}")
+    if args.guards_only:
+        guards_table(engine, args.guard_tokens)
+        return
     items = prompts(args.prompts)
     grammar = tools_grammar(TOOLS, forced=True)
 
@@ -176,6 +270,7 @@ def main() -> None:
         same = [r.text for r in timed["without"][0]] == [r.text for r in timed["with"][0]]
         without, with_ = timed["without"][1], timed["with"][1]
         print(f"| permissive | {batch} | {same} | {without:.1f} | {with_:.1f} | {with_ / without:.2f}x |")
+    guards_table(engine, args.guard_tokens)
 
 
 if __name__ == "__main__":

@@ -143,6 +143,11 @@ class Settings(BaseSettings):
         "auto", description="/agent: required = the first step of each turn must call a tool"
     )
     agent_tool_timeout: float = Field(30.0, gt=0, description="Seconds one /agent tool call may take")
+    repetition_guard: bool = Field(
+        True,
+        description="Constrained replies: the same few tokens again and again inside a JSON string or "
+        "container end it (free text is never touched)",
+    )
     tool_router: Literal["auto", "on", "off"] = Field(
         "auto",
         description='tool_choice "auto" decided by the encoder router (the closest tool by description, '

@@ -137,7 +137,13 @@ def plain_tools() -> dict[str, BaseTool]:
     """The tools that need nothing from the backend."""
     return {
         "calculator": _tool(
-            calculate, "calculator", "Evaluate an arithmetic expression exactly.", CalculatorArgs
+            calculate,
+            "calculator",
+            # the tool router reads descriptions: one that names the operations and shows one routes
+            # symbolic questions ("What is 100 - 37?") that "an arithmetic expression" alone does not
+            "Evaluate an arithmetic expression exactly: a sum, difference, product, quotient, power or "
+            "square root of numbers, e.g. 17 * 23.",
+            CalculatorArgs,
         ),
         "current_time": _tool(
             current_time, "current_time", "The current date and time in a time zone.", TimeArgs

@@ -101,6 +101,7 @@ def build_local(settings: Settings) -> Backend:
         max_input_tokens=settings.max_input_tokens,
         max_prefill_tokens=settings.max_prefill_tokens,
         prefix_cache_tokens=settings.prefix_cache_tokens,
+        repetition_guard=settings.repetition_guard,
         runtime=settings.runtime,
         onnx={
             "precision": settings.onnx_precision,

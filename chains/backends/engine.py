@@ -141,10 +141,13 @@ class BatchEngine:
         observer: Observer | None = None,
         max_prefill_tokens: int = 8192,
         prefix_cache_tokens: int | None = None,
+        repetition_guard: bool = True,
     ) -> None:
         self.max_batch, self.max_tokens_in_flight = max_batch, max_tokens_in_flight
         self.prefix_cache_tokens = prefix_cache_tokens  # None: sized from memory when the model is known
         self.prefix: Any = None
+        # constrained rows: a structure closes within max_new_tokens (budget); degenerate strings end
+        self.budget_guard, self.repetition_guard = True, repetition_guard
         self.queue_timeout, self.max_prefill_tokens = queue_timeout, max_prefill_tokens
         self.observer = observer or Observer()
         self.model: Any = None
@@ -178,8 +181,11 @@ class BatchEngine:
         """Queue a generation job; raises Overloaded (429) when it would exceed the tokens in flight."""
         job = Job(prompt, params, loop)
         if params.grammar is not None:  # compiled (or found) here: a bad grammar fails its caller only
-            job.constraint = self.grammars.constraint(params.grammar)
-            _check_room(job.constraint.minimum, params.max_new_tokens)
+            job.constraint = self.grammars.constraint(
+                params.grammar, self.budget_guard, self.repetition_guard
+            )
+            if self.budget_guard:
+                _check_room(job.constraint.minimum, params.max_new_tokens)
         with self._cond:
             limit = self.max_tokens_in_flight
             if limit and self._tokens_in_flight() + job.tokens > limit and (self._queue or self._running):

@@ -38,6 +38,7 @@ class LocalModel:
         max_input_tokens: int | None = None,
         max_prefill_tokens: int = 8192,
         prefix_cache_tokens: int | None = None,
+        repetition_guard: bool = True,
         runtime: str = "torch",
         onnx: dict[str, Any] | None = None,
     ) -> None:
@@ -59,6 +60,7 @@ class LocalModel:
             queue_timeout,
             max_prefill_tokens=max_prefill_tokens,
             prefix_cache_tokens=prefix_cache_tokens,
+            repetition_guard=repetition_guard,
         )
 
     @property

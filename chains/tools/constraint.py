@@ -38,16 +38,23 @@ def repeats(span: list[int]) -> bool:
 class Constraint:
     """One row's matcher with its budget and repetition guards; `kind` is json, tools, regex or text."""
 
-    def __init__(self, matcher: Any, vocab: Vocabulary, kind: str = "json", repetition: bool = True) -> None:
+    def __init__(
+        self,
+        matcher: Any,
+        vocab: Vocabulary,
+        kind: str = "json",
+        budget: bool = True,
+        repetition: bool = True,
+    ) -> None:
         self.matcher, self.vocab, self.kind = matcher, vocab, kind
         self.closer = Closer(vocab)
         self.bitmask = np.full((1, (vocab.size + 31) // 32), -1, dtype=np.int32)
         self.scan = JsonScan({"json": "json", "tools": "text"}.get(kind, "off"))
         self.ids: list[int] = []
         self.structure = not matcher.is_accepting()  # an empty reply is not whole (free text's is)
-        self.guarded, self.repetition = kind != "text", repetition and kind != "text"
-        self.path: list[int] | None = self.closer.path(matcher, self.scan) if self.guarded else []
-        if self.path is None:
+        self.guarded, self.repetition = budget and kind != "text", repetition and kind != "text"
+        self.path: list[int] | None = self.closer.path(matcher, self.scan) if self.guarded else None
+        if self.guarded and self.path is None:
             log.debug("no closing path for this grammar: its row runs without the budget guard")
             self.guarded = False
         self.minimum = len(self.path or [])  # tokens the shortest whole reply takes (an upper bound)
@@ -68,7 +75,7 @@ class Constraint:
     def fit(self, token: int, logits: Any, remaining: int) -> int:
         """`token` (picked from the masked `logits`), or the likeliest token after which the structure
         still closes within the `remaining` tokens (this one included), or the closing path's next."""
-        if not self.guarded or token in self.vocab.eos:
+        if token in self.vocab.eos or not (self.guarded or self.closing is not None):
             return token
         path = self._current_path()
         if path is None:

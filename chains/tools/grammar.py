@@ -137,10 +137,10 @@ class GrammarBook:
             self._info = llguidance.hf.from_tokenizer(self.tokenizer, n_vocab=self.vocab_size)
         return self._info
 
-    def constraint(self, grammar: str, repetition: bool = True) -> Constraint:
+    def constraint(self, grammar: str, budget: bool = True, repetition: bool = True) -> Constraint:
         """A row's constraint for `grammar`, with its guards (InvalidInput if it does not compile)."""
         matcher = self.matcher(grammar)
-        return Constraint(matcher, self.vocabulary(), grammar_kind(grammar), repetition=repetition)
+        return Constraint(matcher, self.vocabulary(), grammar_kind(grammar), budget, repetition)
 
     def vocabulary(self) -> Vocabulary:
         """The token bytes and closing candidates of this tokenizer (made on first use)."""

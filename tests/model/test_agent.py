@@ -106,3 +106,16 @@ def test_every_step_of_a_real_run_is_a_valid_call_or_an_answer(embedded_backend,
     assert len(results) == len(calls)  # every call got its result (a failure is a result too)
     assert isinstance(steps[-1], AIMessage) and not steps[-1].tool_calls  # the run ends in an answer
     sessions.close()
+
+
+def test_auto_calls_the_tool_a_question_needs_and_answers_a_greeting(embedded_backend, tmp_path):
+    runner, sessions = agent(embedded_backend, tmp_path, agent_tool_choice="auto", agent_tools="calculator")
+    config = {"configurable": {"max_new_tokens": 48}}
+    for session, text in (("math", "What is 100 - 37?"), ("hello", "Hello there")):
+        question = {"messages": [{"role": "user", "content": text}], "session_id": session}
+        asyncio.run(runner.ainvoke(question, config))
+    math, hello = sessions.history("math")[1:], sessions.history("hello")[1:]
+    assert [c["name"] for c in math[0].tool_calls] == ["calculator"] and isinstance(math[1], ToolMessage)
+    assert isinstance(math[-1], AIMessage) and not math[-1].tool_calls  # answered with the result
+    assert len(hello) == 1 and not hello[0].tool_calls and hello[0].text
+    sessions.close()

@@ -11,7 +11,8 @@ from pydantic import BaseModel, Field
 
 from chains.backends.engine import GenerationParams
 from chains.errors import InvalidInput
-from chains.tools.grammar import json_grammar
+from chains.tools.calls import parse_calls
+from chains.tools.grammar import json_grammar, tools_grammar
 
 QUESTION = "What is the weather in Paris?"
 
@@ -155,25 +156,35 @@ SCHEMAS = st.dictionaries(st.from_regex(r"[a-z]{1,8}", fullmatch=True), VALUES, 
 
 
 @settings(max_examples=5, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
-@given(cases=st.lists(st.tuples(SCHEMAS, st.integers(min_value=1, max_value=48)), min_size=4, max_size=4))
+@given(
+    cases=st.lists(
+        st.tuples(SCHEMAS, st.integers(min_value=1, max_value=48), st.booleans()), min_size=4, max_size=4
+    )
+)
 def test_every_constrained_reply_validates_or_is_refused_up_front(embedded_backend, cases):
-    """Random schemas under random small limits, four rows at a time in one batch: each reply is whole and
-    valid within its limit, or its request was refused before any work."""
+    """Random schemas under random small limits, as response formats or as a forced tool's arguments, four
+    rows at a time in one batch: each reply is whole and valid within its limit, or its request was refused
+    before any work."""
     engine = embedded_backend.engine
     jobs = []
-    for schema, limit in cases:
+    for schema, limit, as_call in cases:
+        tool = {"type": "function", "function": {"name": "record", "parameters": schema}}
+        grammar = tools_grammar([tool], forced=True) if as_call else json_grammar(schema)
         prompt = engine.tokens.chat_ids(
             [{"role": "user", "content": f"Reply with JSON for {json.dumps(schema)}"}]
         )
         try:
-            job = engine.engine.submit(
-                prompt, GenerationParams(max_new_tokens=limit, grammar=json_grammar(schema))
-            )
+            job = engine.engine.submit(prompt, GenerationParams(max_new_tokens=limit, grammar=grammar))
         except InvalidInput as refused:
             assert refused.details["minimum_tokens"] > limit
             continue
-        jobs.append((job, schema, limit))
-    for job, schema, limit in jobs:
+        jobs.append((job, schema, limit, as_call))
+    for job, schema, limit, as_call in jobs:
         *_, reply = job.events()
         assert reply.finish_reason == "stop" and reply.completion_tokens <= limit, reply
-        jsonschema.validate(json.loads(reply.text), schema)
+        if as_call:
+            _, calls = parse_calls(reply.text)
+            assert [c["name"] for c in calls] == ["record"], reply
+            jsonschema.validate(calls[0]["args"], schema)
+        else:
+            jsonschema.validate(json.loads(reply.text), schema)
