@@ -150,11 +150,13 @@ def main() -> None:
                share(t["tool"]), share(rest)]  # fmt: skip
         print("| " + " | ".join(map(str, row)) + " |")
     backend.chat_model.router = router
-    print("\n| first step | calls when a tool is needed | no call when none is | right tool (of calls) |")
+    print(
+        "\n| first step | calls when a tool is needed | no call when none is | right tool (of those calls) |"
+    )
     print("|---|---|---|---|")
     for label, t in decisions:
         untooled = t["runs"] - t["needed"]
-        right = f"{t['right_tool'] / t['first_calls']:.0%}" if t["first_calls"] else "-"
+        right = f"{t['right_tool'] / t['called_needed']:.0%}" if t["called_needed"] else "-"
         called, spared = (
             f"{int(t['called_needed'])}/{int(t['needed'])}",
             f"{int(t['spared'])}/{int(untooled)}",

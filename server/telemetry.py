@@ -69,6 +69,15 @@ class Metrics:
         self.rejected = Counter(
             "hfchain_rejected", "Requests refused with 429, by reason", ["reason"], registry=r
         )
+        self.guard_tokens = Counter(
+            "hfchain_guard_tokens",
+            "Tokens of constrained replies a guard chose instead of the model (to close in time, or to end "
+            "a repetition)",
+            registry=r,
+        )
+        self.repetitions = Counter(
+            "hfchain_repetitions_ended", "Constrained strings or containers ended for repeating", registry=r
+        )
         self.queue = Gauge("hfchain_queue_depth", "Generation requests waiting for the model", registry=r)
         self.running = Gauge("hfchain_batch_running", "Generation requests in the running batch", registry=r)
         self.in_flight = Gauge(
@@ -113,6 +122,8 @@ class MetricsObserver(Observer):
         self.metrics.tokens.labels("out").inc(completion.completion_tokens)
         if completion.finish_reason == "cancelled":
             self.metrics.cancellations.inc()
+        self.metrics.guard_tokens.inc(completion.guard_tokens)
+        self.metrics.repetitions.inc(completion.repetitions_ended)
 
     def rejected(self) -> None:
         self.metrics.rejected.labels("tokens_in_flight").inc()

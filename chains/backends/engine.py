@@ -36,6 +36,8 @@ class Completion:
     completion_tokens: int
     finish_reason: str  # "stop" (EOS or a stop sequence), "length" (max_new_tokens) or "cancelled"
     cached_tokens: int = 0  # prompt tokens whose keys and values came from the prefix cache
+    guard_tokens: int = 0  # constrained rows: tokens a guard chose instead of the model (tools/constraint.py)
+    repetitions_ended: int = 0  # constrained rows: strings or containers the repetition guard ended
 
 
 @dataclass(frozen=True)
@@ -434,8 +436,9 @@ class _Row:
         """Emit the held-back tail and the Completion."""
         if self.reason != "cancelled":
             self._emit(self.stops.flush())
-        text, prompt = "".join(self.emitted), len(self.job.prompt)
-        completion = Completion(text, prompt, self.generated, self.reason, self.cached)
+        text, prompt, guard = "".join(self.emitted), len(self.job.prompt), self.constraint
+        forced, ended = (guard.forced, guard.repeats) if guard is not None else (0, 0)
+        completion = Completion(text, prompt, self.generated, self.reason, self.cached, forced, ended)
         self.observer.finished(completion)
         self.job.emit(completion)
 

@@ -30,6 +30,7 @@ from chains.tools.grammar import text_grammar
 from chains.tools.plan import CallPlan, plan_call
 from chains.tools.structured import structured_output
 
+REQUIRED = ("required", "any", True)  # tool_choice values that force a call to one of the tools
 KNOB_FIELDS = {k: k for k in ("max_new_tokens", "temperature", "top_p", "stop", "seed")}
 
 
@@ -167,18 +168,21 @@ class LocalChatModel(KnobFields, BaseChatModel):
         return structured_output(self, schema, method=method, include_raw=include_raw)
 
     def _routes(self, kwargs: dict) -> bool:
-        """Whether the router decides this call: tools offered with tool_choice "auto" (or unset)."""
-        return (
-            self.router is not None
-            and bool(kwargs.get("tools"))
-            and kwargs.get("tool_choice") in (None, "auto")
-        )
+        """Whether the router decides this call: tools with tool_choice "auto" (or unset), or required
+        among several."""
+        tools, choice = kwargs.get("tools") or [], kwargs.get("tool_choice")
+        required = choice in REQUIRED and len(tools) > 1
+        return self.router is not None and bool(tools) and (choice in (None, "auto") or required)
 
     def _routed(self, messages: list[BaseMessage], kwargs: dict) -> dict:
-        """The call's options with tool_choice "auto" replaced by the router's choice: a tool, or "none"."""
+        """The call's options with tool_choice decided by the router: under auto a tool or "none", under
+        required the tool to call (left to the model when the router has no query to go by)."""
         if not self._routes(kwargs):
             return kwargs
-        choice = self.router.choose(messages, openai_tools(list(kwargs["tools"])))
+        required = kwargs.get("tool_choice") in REQUIRED
+        choice = self.router.choose(messages, openai_tools(list(kwargs["tools"])), required=required)
+        if required:
+            return {**kwargs, "tool_choice": choice} if choice else kwargs
         return {**kwargs, "tool_choice": choice or "none"}
 
     async def _arouted(self, messages: list[BaseMessage], kwargs: dict) -> dict:

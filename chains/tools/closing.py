@@ -53,19 +53,19 @@ class JsonScan:
     "off" (regular expressions) scans nothing.
     """
 
-    __slots__ = ("count", "escape", "expect", "mode", "origin", "stack", "string", "tail")
+    __slots__ = ("count", "escape", "expect", "key", "mode", "origin", "stack", "string", "tail")
 
     def __init__(self, mode: str) -> None:
         self.mode, self.origin, self.tail, self.count = mode, mode, b"", 0
         self.stack: list[tuple[int, int]] = []  # (b"{" or b"[", index of the token that opened it)
         self.string: int | None = None  # index of the token that opened the string being written
-        self.escape, self.expect = False, "value"
+        self.escape, self.expect, self.key = False, "value", False  # key: the open string is a key
 
     def copy(self) -> JsonScan:
         other = JsonScan.__new__(JsonScan)
         other.mode, other.origin, other.tail = self.mode, self.origin, self.tail
         other.count, other.stack = self.count, list(self.stack)
-        other.string, other.escape, other.expect = self.string, self.escape, self.expect
+        other.string, other.escape, other.expect, other.key = self.string, self.escape, self.expect, self.key
         return other
 
     @property
@@ -109,7 +109,7 @@ class JsonScan:
             return
         char = bytes([byte])
         if char == b'"':
-            self.string = index
+            self.string, self.key = index, self.expect == "key"
         elif char in b"{[":
             self.stack.append((char, index))
             self.expect = "key" if char == b"{" else "value"

@@ -84,6 +84,8 @@ class Constraint:
             return self._take(path[0] if path else self.vocab.eos[0], token, path[1:] if path else [])
         if path and token == path[0]:
             return self._take(token, token, path[1:])
+        if len(path) <= remaining - 1 and self._keeps_path(token, path):
+            return self._take(token, token, path)
         for candidate in self._candidates(token, logits):
             after = self._path_after(candidate)
             if after is not None and len(after) <= remaining - 1:
@@ -120,6 +122,18 @@ class Constraint:
         if self.path is None:
             self.path = self.closer.path(self.matcher, self.scan)
         return self.path
+
+    def _keeps_path(self, token: int, path: list[int]) -> bool:
+        """Whether `token` leaves the closing path as it is, without recomputing it: plain characters
+        inside a value string that could close now and still can after them (what follows the string
+        does not depend on its content). Most tokens of a JSON reply are such; this keeps the guard cheap."""
+        data, scan = self.vocab.bytes[token], self.scan
+        if scan.state != "string" or scan.key or not data or b'"' in data or b"\\" in data:
+            return False
+        if not self.vocab.bytes[path[0]].startswith(b'"'):
+            return False
+        matcher = self.matcher.deep_copy()
+        return bool(matcher.consume_token(token) and matcher.consume_token(path[0]))
 
     def _path_after(self, token: int) -> list[int] | None:
         matcher = self.matcher.deep_copy()

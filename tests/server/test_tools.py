@@ -13,6 +13,8 @@ from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
 from pydantic import BaseModel, Field
 
+from tests.conftest import metric
+
 WEATHER = {
     "type": "function",
     "function": {
@@ -211,10 +213,12 @@ def test_parse_and_with_structured_output_finish_within_the_limit(client, server
 
     with ThreadPoolExecutor(len(prompts)) as pool:  # one batch on the server
         assert all(isinstance(facts, Facts) for facts in pool.map(parse, prompts))
+    guarded = metric(server.url, "hfchain_guard_tokens_total")
     tight = client.chat.completions.parse(
         model="m", messages=[{"role": "user", "content": prompts[0]}], response_format=Facts, max_tokens=24
     )
     assert isinstance(tight.choices[0].message.parsed, Facts) and tight.usage.completion_tokens <= 24
+    assert metric(server.url, "hfchain_guard_tokens_total") > guarded  # its 38-token reply had to close early
     llm = ChatOpenAI(base_url=f"{server.url}/v1", api_key="unused", model="m", temperature=0, max_tokens=200)
     assert isinstance(
         llm.with_structured_output(Facts, method="json_schema").invoke("Describe Berlin."), Facts

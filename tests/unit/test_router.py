@@ -3,13 +3,14 @@
 import numpy as np
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
-from chains.tools.router import ToolRouter, tool_text
+from chains.tools.router import ToolRouter, instruction, tool_text
 
 TOPICS = ("weather", "arithmetic", "email")
 
 
 class TopicEncoder:
-    """Unit vectors on the axis of the first topic word a text has (or a fourth axis: no topic)."""
+    """Unit vectors on the axis of the first topic word a text has (or a fourth axis: no topic); a text of
+    more than twelve words reads as no topic (as a long material dilutes a real encoder's vector)."""
 
     def __init__(self) -> None:
         self.calls = 0
@@ -19,7 +20,7 @@ class TopicEncoder:
         rows = []
         for text in texts:
             row = np.zeros(4, dtype=np.float32)
-            hits = [i for i, topic in enumerate(TOPICS) if topic in text.lower()]
+            hits = [i for i, topic in enumerate(TOPICS) if topic in text.lower() and len(text.split()) <= 12]
             row[hits[0] if hits else 3] = 1.0
             rows.append(row)
         return np.stack(rows)
@@ -58,3 +59,21 @@ def test_tool_texts_are_embedded_once():
         router.choose([HumanMessage("weather")], TOOLS)
     assert encoder.calls == 1 + 3  # the tools once, the query each time
     assert tool_text(TOOLS[0]) == "get weather: The weather in a city"
+
+
+def test_required_takes_the_closest_tool_whatever_its_score():
+    router = ToolRouter(TopicEncoder())
+    assert router.choose([HumanMessage("Hello there")], TOOLS, required=True) == "get_weather"  # a tie: first
+    assert router.choose([HumanMessage("arithmetic")], TOOLS, required=True) == "calculator"
+    assert (
+        router.choose([ToolMessage("4", tool_call_id="1")], TOOLS, required=True) is None
+    )  # the model picks
+
+
+def test_an_instruction_is_also_read_without_its_material():
+    assert instruction("Summarize: The meeting moved to Tuesday.") == "Summarize"
+    assert instruction("Classify 'the package arrived broken' as complaint") == "Classify"
+    assert instruction("What is 2 + 2?") is None and instruction("'quoted'") is None
+    router = ToolRouter(TopicEncoder())
+    long = "Weather report: " + "the text it is about goes on and on for many more words " * 2
+    assert router.choose([HumanMessage(long)], TOOLS) == "get_weather"  # by its instruction alone
