@@ -181,9 +181,10 @@ class LocalChatModel(KnobFields, BaseChatModel):
             return kwargs
         required = kwargs.get("tool_choice") in REQUIRED
         choice = self.router.choose(messages, openai_tools(list(kwargs["tools"])), required=required)
+        named = {"type": "function", "function": {"name": choice}}  # a tool named "none" is not the keyword
         if required:
-            return {**kwargs, "tool_choice": choice} if choice else kwargs
-        return {**kwargs, "tool_choice": choice or "none"}
+            return {**kwargs, "tool_choice": named} if choice else kwargs
+        return {**kwargs, "tool_choice": named if choice else "none"}
 
     async def _arouted(self, messages: list[BaseMessage], kwargs: dict) -> dict:
         """_routed off the event loop (the encoder runs for a few milliseconds)."""

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 CALL_TAG = b"<tool_call>\n"
+STUCK = 3  # the same token this many times in a row: the policy tries another kind of token
 PATH_LIMIT = 512  # policy steps before a path counts as not found (the guards then stay off for that row)
 ALTERNATIVES = 4  # the likeliest tokens tried, in order, before the closing path's own token is forced
 SMALL_VALUES = ("0", '""', "[]", "{}", "null", "false", "true", '"', "[", "{")
@@ -74,10 +75,13 @@ class JsonScan:
 
     @property
     def state(self) -> str:
-        """What the policy sees: "string", "value", "key", "after", or "none" (text, or no JSON)."""
+        """What the policy sees: "string", "value", "first" (an array's first item or its end), "key",
+        "after", or "none" (text, or no JSON)."""
         if self.mode != "json":
             return "none"
-        return "string" if self.string is not None else self.expect
+        if self.string is not None:
+            return "string"
+        return self.expect
 
     def innermost(self) -> int | None:
         """Index of the token that opened the innermost open string or container (None: nothing open)."""
@@ -112,18 +116,20 @@ class JsonScan:
             self.string, self.key = index, self.expect == "key"
         elif char in b"{[":
             self.stack.append((char, index))
-            self.expect = "key" if char == b"{" else "value"
+            self.expect = "key" if char == b"{" else "first"  # first: an array's first item, or its end
         elif char in b"}]":
             if self.stack:
                 self.stack.pop()
             self.expect = "after"
             if not self.stack and self.origin == "text":  # the call's JSON is whole: back to text
                 self.mode = "text"
+        elif char in b" \t\r\n":
+            pass  # whitespace changes nothing (an array stays at its first item)
         elif char == b":":
             self.expect = "value"
         elif char == b",":
             self.expect = "key" if self.stack and self.stack[-1][0] == b"{" else "value"
-        elif char not in b" \t\r\n":
+        else:
             self.expect = "after"  # a number or literal being written
 
 
@@ -145,7 +151,8 @@ class Closer:
             forced = matcher.compute_ff_tokens()
             if not forced:
                 llguidance.numpy.fill_next_token_bitmask(matcher, self.bitmask, 0)
-                forced = [self._choose(self._allowed(), scan.state)]
+                stuck = path[-1] if len(path) >= STUCK and len(set(path[-STUCK:])) == 1 else None
+                forced = [self._choose(self._allowed(), scan.state, stuck)]
             for token in forced:
                 if not matcher.consume_token(token):
                     return None
@@ -157,11 +164,14 @@ class Closer:
         bits = np.unpackbits(self.bitmask[0].view(np.uint8), bitorder="little")
         return bits[: self.vocab.size].astype(bool)
 
-    def _choose(self, allowed: np.ndarray, state: str) -> int:
+    def _choose(self, allowed: np.ndarray, state: str, stuck: int | None = None) -> int:
+        """The policy's next token; `stuck`: a token it took again and again (a pattern such as
+        ^[A-Z]+-[0-9]+$ goes on with letters forever): then the shortest allowed token without its bytes."""
         vocab = self.vocab
         first = {
             "string": vocab.quote_closers,
             "value": vocab.values,
+            "first": [*vocab.closers, *vocab.values],  # an empty array, when it may be
             "key": vocab.closers,
             "after": vocab.after,
         }.get(state, ())
@@ -170,6 +180,10 @@ class Closer:
                 return token
         candidates = np.flatnonzero(allowed)
         regular = candidates[vocab.lengths[candidates] > 0]
+        if stuck is not None:
+            fresh = [int(t) for t in regular if not set(vocab.bytes[t]) & set(vocab.bytes[stuck])]
+            if fresh:
+                return min(fresh, key=lambda t: vocab.lengths[t])
         if len(regular):  # the longest allowed token: finishes an enum, a pattern or a number soonest
             return int(regular[np.argmax(vocab.lengths[regular])])
         return int(candidates[0])

@@ -21,14 +21,16 @@ from chains.tools.closing import ALTERNATIVES, Closer, JsonScan, Vocabulary
 log = logging.getLogger(__name__)
 
 MAX_PERIOD = 8  # longest repeated unit, in tokens, the repetition guard looks for
+LEAST = 16  # tokens a repetition spans at least (digits are one token each: 10 zeros are a number)
+STRING_TIMES, ITEM_TIMES = 4, 8  # repeats that end a string, and array items (one-hot vectors repeat)
 
 
-def repeats(span: list[int]) -> bool:
-    """Whether `span` ends in one unit of 1-8 tokens repeated (4 times for units of up to 3, else 3)."""
+def repeats(span: list[int], times: int = STRING_TIMES, least: int = LEAST) -> bool:
+    """Whether `span` ends in one unit of 1-8 tokens said `times` times in a row, over `least` tokens."""
     for period in range(1, MAX_PERIOD + 1):
-        need = max(period * (4 if period <= 3 else 3), 8)
+        need = max(period * times, least)
         if len(span) < need:
-            return False
+            continue
         tail = span[-need:]
         if tail[period:] == tail[:-period]:
             return True
@@ -77,6 +79,16 @@ class Constraint:
         still closes within the `remaining` tokens (this one included), or the closing path's next."""
         if token in self.vocab.eos or not (self.guarded or self.closing is not None):
             return token
+        try:
+            return self._fit(token, logits, remaining)
+        except BaseException as error:  # a Rust panic is a BaseException: this row's guards, not the batch
+            if isinstance(error, KeyboardInterrupt | SystemExit):
+                raise
+            log.exception("the constrained-reply guards failed; this row continues without them")
+            self.guarded, self.repetition, self.closing, self._next = False, False, None, None
+            return token
+
+    def _fit(self, token: int, logits: Any, remaining: int) -> int:
         path = self._current_path()
         if path is None:
             return token
@@ -121,6 +133,9 @@ class Constraint:
     def _current_path(self) -> list[int] | None:
         if self.path is None:
             self.path = self.closer.path(self.matcher, self.scan)
+            if self.path is None:  # not found from here: the row goes on unguarded (never searched again)
+                log.warning("no closing path found mid-reply; this row continues without the guards")
+                self.guarded, self.repetition, self.closing = False, False, None
         return self.path
 
     def _keeps_path(self, token: int, path: list[int]) -> bool:
@@ -130,10 +145,12 @@ class Constraint:
         data, scan = self.vocab.bytes[token], self.scan
         if scan.state != "string" or scan.key or not data or b'"' in data or b"\\" in data:
             return False
-        if not self.vocab.bytes[path[0]].startswith(b'"'):
+        if not path or not self.vocab.bytes[path[0]].startswith(b'"'):
             return False
-        matcher = self.matcher.deep_copy()
-        return bool(matcher.consume_token(token) and matcher.consume_token(path[0]))
+        matcher = self.matcher.deep_copy()  # the whole path must still lead to a whole reply: a string's
+        if not matcher.consume_token(token):  # content can pick an anyOf branch, and with it what follows
+            return False
+        return all(matcher.consume_token(t) for t in path) and matcher.is_accepting()
 
     def _path_after(self, token: int) -> list[int] | None:
         matcher = self.matcher.deep_copy()
@@ -158,6 +175,13 @@ class Constraint:
             if (scan.string is None and scan.depth <= depth) if string else scan.depth < depth:
                 self.closing = None
             return
-        start = scan.innermost() if self.repetition else None
-        if start is not None and repeats(self.ids[start + 1 :]):
+        if not self.repetition or scan.mode != "json":
+            return
+        if scan.string is not None:  # inside a string: its own tokens
+            times, start = STRING_TIMES, scan.string
+        elif scan.stack and scan.stack[-1][0] == b"[" and scan.expect == "value":  # after an item's comma
+            times, start = ITEM_TIMES, scan.stack[-1][1]
+        else:  # objects (their keys are the schema's) and numbers are never cut
+            return
+        if repeats(self.ids[start + 1 :], times):
             self.closing, self.repeats = (scan.depth, scan.string is not None), self.repeats + 1

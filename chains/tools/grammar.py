@@ -47,7 +47,8 @@ def regex_grammar(pattern: str) -> str:
 
 
 MAPS = frozenset({"properties", "$defs", "definitions", "patternProperties"})
-STRING_RULES = frozenset({"minLength", "enum", "const", "pattern", "format"})  # strings that say their own
+# strings that set their own rules are left as they are
+STRING_RULES = frozenset({"minLength", "maxLength", "enum", "const", "pattern", "format"})
 
 
 def closed(schema: object) -> object:

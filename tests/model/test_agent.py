@@ -80,7 +80,7 @@ def add(a: int, b: int) -> int:
 def agent(backend, tmp_path, **overrides):
     from chains.sessions import SessionStore
 
-    settings = load_settings(agent_tool_choice="required", agent_max_steps=3, **overrides)
+    settings = load_settings(**{"agent_tool_choice": "required", "agent_max_steps": 3, **overrides})
     methods = build_classify_methods(backend)
     sessions = SessionStore(f"sqlite:///{tmp_path / 'agent.db'}")
     built = build_agent(

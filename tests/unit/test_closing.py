@@ -49,16 +49,22 @@ def test_copies_are_independent():
 
 
 @pytest.mark.parametrize(
-    ("span", "expected"),
+    ("span", "times", "expected"),
     [
-        ([7] * 8, True),
-        ([7] * 7, False),
-        ([1, 2] * 4, True),
-        ([1, 2] * 3, False),
-        ([9, 9, 1, 2, 3, 4, 5] * 3, True),  # a unit of 7 tokens, three times
-        ([5, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12], False),
-        (list(range(30)), False),
+        ([7] * 16, 4, True),
+        ([7] * 15, 4, False),  # "1000000000000000": digits are one token each, a number is not cut
+        ([1, 2] * 8, 4, True),
+        ([9, 9, 1, 2, 3, 4, 5] * 4, 4, True),  # a unit of 7 tokens, four times
+        ([9, 9, 1, 2, 3, 4, 5] * 3, 4, False),
+        ([1, 2] * 7, 8, False),  # array items: eight times
+        ([1, 2] * 8, 8, True),
+        (list(range(30)), 4, False),
     ],
 )
-def test_repeats_finds_a_short_unit_said_again_and_again(span, expected):
-    assert repeats(span) is expected
+def test_repeats_finds_a_short_unit_said_again_and_again(span, times, expected):
+    assert repeats(span, times) is expected
+
+
+def test_an_array_starts_at_its_first_item_or_its_end():
+    assert scanned("json", '{"a": [').state == "first"
+    assert scanned("json", '{"a": [1, ').state == "value"
