@@ -39,6 +39,13 @@ class Vocabulary:
         # after a value: close what is open, else the comma to the next required item, else a digit
         commas_digits = [b",", b", ", *(d.encode() for d in DIGITS)]
         self.after = [*self.closers, *(by_text[c] for c in commas_digits if c in by_text)]
+        self.first = {  # per lexical state, the tokens the policy tries first, in order
+            "string": self.quote_closers,
+            "value": self.values,
+            "first": [*self.closers, *self.values],  # an empty array, when it may be
+            "key": self.closers,
+            "after": self.after,
+        }
 
     def _ordered(self, keep: Any) -> list[int]:
         """Regular tokens whose bytes pass `keep`, longest first (each closes as much as it can)."""
@@ -168,14 +175,7 @@ class Closer:
         """The policy's next token; `stuck`: a token it took again and again (a pattern such as
         ^[A-Z]+-[0-9]+$ goes on with letters forever): then the shortest allowed token without its bytes."""
         vocab = self.vocab
-        first = {
-            "string": vocab.quote_closers,
-            "value": vocab.values,
-            "first": [*vocab.closers, *vocab.values],  # an empty array, when it may be
-            "key": vocab.closers,
-            "after": vocab.after,
-        }.get(state, ())
-        for token in first:
+        for token in vocab.first.get(state, ()):
             if allowed[token]:
                 return token
         candidates = np.flatnonzero(allowed)
