@@ -29,6 +29,7 @@ from chains.messages import Messages, role_of, text_of, with_system_prompt
 from chains.prompts import load_prompt
 from chains.schemas import optional
 from chains.sessions import SESSION_ID_HELP, SESSION_ID_PATTERN, SessionStore
+from chains.tenants import audit, caller_of, require, tenant_of
 from chains.tools.plan import plan_call
 
 SESSION_HELP = "Keep the conversation server-side under this id: send only the new messages"
@@ -86,6 +87,18 @@ class Turn:
     new: list[BaseMessage]
     session_id: str | None = None
     options: dict = field(default_factory=dict)  # tools / response_format for the model call
+    config: dict | None = None  # the run's config: whose session it is
+    fresh: bool = False  # the session had no stored turn
+
+
+def store_turn(sessions: SessionStore | None, turn: Turn, messages: list[BaseMessage]) -> None:
+    """Store a completed turn in the caller's tenant; a session's first turn is logged as its creation."""
+    if sessions is None or not turn.session_id:
+        return
+    tenant = tenant_of(turn.config)
+    sessions.append(turn.session_id, messages, tenant)
+    if turn.fresh:
+        audit("session.created", caller_of(turn.config), tenant, session_id=turn.session_id)
 
 
 def session_of(chat: Conversation, config: dict | None) -> str | None:
@@ -129,10 +142,12 @@ def load_turn(
         return Turn(messages=chat.messages, new=[], options=options)
     if sessions is None:
         raise InvalidInput("sessions are not enabled here: drop session_id and send the whole conversation")
+    require(config, "user", "a stored session (session_id)")
     system = [m for m in chat.messages if isinstance(m, SystemMessage)]
-    history = sessions.history(session_id)
+    history = sessions.history(session_id, tenant_of(config))
     new = resent(history, [m for m in chat.messages if not isinstance(m, SystemMessage)])
-    return Turn(messages=[*system, *history, *new], new=new, session_id=session_id, options=options)
+    messages = [*system, *history, *new]
+    return Turn(messages, new, session_id, options, config=config, fresh=not history)
 
 
 def fit_conversation(
@@ -175,7 +190,7 @@ def remember(sessions: SessionStore | None, turn: Turn) -> Runnable:
         if sessions is not None and turn.session_id and chunks:
             calls = [call for chunk in chunks for call in getattr(chunk, "tool_calls", None) or []]
             reply = AIMessage(content="".join(text_of(c) for c in chunks), tool_calls=calls)
-            sessions.append(turn.session_id, [*turn.new, reply])
+            store_turn(sessions, turn, [*turn.new, reply])
 
     def transform(chunks: Iterator[AIMessage]) -> Iterator[AIMessage]:
         seen = []

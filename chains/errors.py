@@ -33,6 +33,20 @@ class NotFound(HfchainError):
     error_type = "not_found"
 
 
+class Forbidden(HfchainError):
+    """The key is valid but its scope does not include what the request does."""
+
+    status_code = 403
+    error_type = "permission_error"
+
+
+class QuotaExceeded(HfchainError):
+    """The key used its requests per minute or tokens per day; retry after `retry_after` seconds."""
+
+    status_code = 429
+    error_type = "rate_limit_exceeded"
+
+
 class ModelNotReady(HfchainError):
     """The model is still loading; retry shortly."""
 

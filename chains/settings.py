@@ -189,9 +189,17 @@ class Settings(BaseSettings):
     )
     max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024, description="Largest request body accepted")
     api_keys: SecretStr | None = Field(
-        None, description="Comma-separated API keys; when set, every route but /health and /ready needs one"
+        None,
+        description="Comma-separated admin API keys; with these or keys made by `hfchain keys create`, every "
+        "route but /health and /ready needs one",
     )
-    api_keys_file: Path | None = Field(None, description="File with one API key per line (# comments)")
+    api_keys_file: Path | None = Field(None, description="File with one admin API key per line (# comments)")
+    keys_cache_seconds: float = Field(
+        2.0,
+        ge=0,
+        le=60,
+        description="Seconds a key lookup is reused: a key revoked on another replica is refused within it",
+    )
     playground: bool = Field(True, description="Serve the LangServe playgrounds")
     cors_origins: str = Field("", description="Comma-separated origins allowed by CORS (* for any)")
     log_format: Literal["text", "json"] = Field(

@@ -20,6 +20,8 @@ from chains.classify.registry import Registry
 from chains.errors import HfchainError
 from chains.sessions import SessionStore
 from chains.settings import Settings, get_settings
+from chains.tenants.keys import KeyStore
+from chains.tenants.quotas import Quotas
 from server.auth import ApiKeyGuard
 from server.errors import domain_error, invalid_input
 from server.guard import RequestGuard
@@ -30,6 +32,7 @@ from server.routes import mount_chains
 from server.startup import after_load
 from server.stream_gate import StreamGate
 from server.telemetry import Metrics, MetricsObserver, Telemetry
+from server.tenants_api import tenants_router
 from server.tgi_api import tgi_router
 
 log = logging.getLogger("hfchain.server")
@@ -71,6 +74,9 @@ def create_app(
     app.include_router(agent_router(app.state.agent.toolbox))
     registry = Registry(settings.classifiers_dir)
     app.include_router(classifiers_router(registry, Trainings(registry), settings))
+    app.state.keys = KeyStore(sessions.database, settings.keys(), settings.keys_cache_seconds)
+    app.state.quotas = Quotas(sessions.database)
+    app.include_router(tenants_router(app.state.keys, app.state.quotas))
     app.add_exception_handler(HfchainError, domain_error)
     app.add_exception_handler(ValidationError, invalid_input)
     app.add_exception_handler(RequestValidationError, invalid_input)
@@ -79,7 +85,8 @@ def create_app(
 
 
 def add_middleware(app: FastAPI, settings: Settings, backend: Backend) -> None:
-    """Outermost first: telemetry, request guard (ids, bodies, disconnects), CORS, API keys, admission."""
+    """Outermost first: telemetry, request guard (ids, bodies, disconnects), CORS, keys (scopes, quotas),
+    admission."""
     metrics, in_flight = Metrics(settings.replica_id, backend.model_name, backend.runtime), InFlight()
     engine = getattr(backend.engine, "engine", None)  # the local model's batching engine
     if engine is not None:
@@ -89,8 +96,7 @@ def add_middleware(app: FastAPI, settings: Settings, backend: Backend) -> None:
     # Starlette wraps in reverse: the last added is the outermost
     app.add_middleware(StreamGate)  # innermost: LangServe streams answer 429/503 before any event
     app.add_middleware(Admission, limit=settings.max_concurrent_requests, counter=in_flight, metrics=metrics)
-    if keys := settings.keys():
-        app.add_middleware(ApiKeyGuard, keys=keys)
+    app.add_middleware(ApiKeyGuard, keys=app.state.keys, quotas=app.state.quotas, metrics=metrics)
     if origins := settings.origins:
         app.add_middleware(
             CORSMiddleware,

@@ -1,44 +1,169 @@
-"""API keys: `Authorization: Bearer <key>` (or HTTP Basic with the key as password, for browsers)."""
+"""Keys and tenants at the door: `Authorization: Bearer <key>` (or HTTP Basic with the key as password, for
+browsers) names a caller; its scope must cover the route (403), its quota must have room (429); the caller
+and a token meter travel with the request (request.state) into the chains' config."""
 
 from __future__ import annotations
 
 import base64
-import hmac
+import logging
 from typing import Any
 
-from server.errors import error_body, request_id_var
+from fastapi.concurrency import run_in_threadpool
+
+from chains.errors import HfchainError, QuotaExceeded
+from chains.tenants.caller import Caller, Scope
+from chains.tenants.keys import KeyStore
+from chains.tenants.meter import Meter
+from chains.tenants.quotas import Quotas
+from server.errors import OPENAI_PREFIX, error_body, openai_status, request_id_var
 from server.guard import json_response
 
+log = logging.getLogger("hfchain.server")
+
 OPEN_PATHS = {"/health", "/ready"}
+TENANT_HEADER = b"x-hfchain-tenant"  # an admin acting in another tenant
+# path prefix -> the scope a route needs (the first match; everything else needs "inference")
+ROUTE_SCOPES: list[tuple[str, Scope]] = [
+    ("/admin/", "admin"),
+    ("/metrics", "admin"),
+    ("/sessions/", "user"),
+    ("/classifiers", "user"),
+]
+
+
+def route_scope(path: str) -> Scope:
+    """The scope a request to `path` needs."""
+    return next((scope for prefix, scope in ROUTE_SCOPES if path.startswith(prefix)), "inference")
+
+
+def counted(method: str, path: str) -> bool:
+    """Requests that do work count against a key's quota (POSTs); pages, lists and exports do not."""
+    return method == "POST"
 
 
 class ApiKeyGuard:
-    """Refuses requests without a valid key (401) on every route except /health and /ready.
+    """401 without a valid key, 403 outside its scope, 429 over its quota; then usage is recorded.
 
-    Browsers get a Basic challenge too, so the playground prompts once for the key (as the password)
-    and then sends it with every request it makes.
+    Without any key (none in the environment, none ever made) requests pass as they always did.
     """
 
-    def __init__(self, app: Any, keys: list[str]) -> None:
-        self.app, self.keys = app, [k.encode() for k in keys]
+    def __init__(self, app: Any, keys: KeyStore, quotas: Quotas, metrics: Any = None) -> None:
+        self.app, self.keys, self.quotas, self.metrics = app, keys, quotas, metrics
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope["path"] in OPEN_PATHS or scope["method"] == "OPTIONS":
             return await self.app(scope, receive, send)
-        given = _presented_key(dict(scope.get("headers") or []).get(b"authorization", b""))
-        # compare against every key, so the time taken does not depend on which one matched
-        if given is not None and any([hmac.compare_digest(given, key) for key in self.keys]):
-            return await self.app(scope, receive, send)
-        message = (
-            "missing API key: send the header 'Authorization: Bearer <key>'"
-            if given is None
-            else "invalid API key: check the key given in 'Authorization: Bearer <key>'"
-        )
-        body = error_body(scope["path"], 401, message, request_id_var.get(), "authentication_error")
-        headers = [(b"www-authenticate", b'Bearer, Basic realm="hfchain"')]
-        for part in json_response(401, body, headers):
+        try:
+            caller = await self._caller(scope)
+            if caller is None:
+                return await self.app(scope, receive, send)  # no keys at all: the single-user service
+            allowance, limited = None, caller.requests_per_minute or caller.tokens_per_day
+            if limited and counted(scope["method"], scope["path"]):
+                allowance = await run_in_threadpool(self.quotas.admit, caller)
+        except _Refusal as refusal:
+            return await refusal.send(scope, send)
+        except QuotaExceeded as error:
+            if self.metrics is not None:
+                self.metrics.rejected.labels("quota").inc()
+            return await _Refusal(429, error.message, error.error_type, error.headers, error.details).send(
+                scope, send
+            )
+        except HfchainError as error:  # the keys database is down: 503 with Retry-After
+            return await _Refusal(error.status_code, error.message, error.error_type, [], error.details).send(
+                scope, send
+            )
+        meter = Meter()
+        state = scope.setdefault("state", {})
+        state["hfchain_caller"], state["hfchain_meter"] = caller, meter
+        wrapped = send
+        if allowance is not None and allowance.headers and scope["path"].startswith(OPENAI_PREFIX):
+            wrapped = _with_headers(send, allowance.headers)
+        try:
+            return await self.app(scope, receive, wrapped)
+        finally:
+            if counted(scope["method"], scope["path"]):
+                await self._record(caller, meter)
+
+    async def _caller(self, scope: dict) -> Caller | None:
+        """The request's caller; None when the service has no keys; _Refusal for 401 and 403."""
+        required = self.keys.known_required()
+        if required is None:
+            required = await run_in_threadpool(self.keys.required)
+        if not required:
+            return None
+        headers = dict(scope.get("headers") or [])
+        given = _presented_key(headers.get(b"authorization", b""))
+        if given is None:
+            raise _Refusal(401, "missing API key: send the header 'Authorization: Bearer <key>'")
+        caller = self.keys.cached(given)
+        if caller is None:
+            caller = await run_in_threadpool(self.keys.lookup, given)
+        if caller is None:
+            why = "invalid or revoked API key: check the key given in 'Authorization: Bearer <key>'"
+            raise _Refusal(401, why)
+        if other := headers.get(TENANT_HEADER):
+            if not caller.allows("admin"):
+                raise _forbidden(caller, "admin", "acting in another tenant (X-Hfchain-Tenant)")
+            try:
+                caller = caller.acting_for(other.decode("latin-1").strip())
+            except HfchainError as error:
+                raise _Refusal(400, f"X-Hfchain-Tenant: {error.message}") from None
+        needed = route_scope(scope["path"])
+        if not caller.allows(needed):
+            raise _forbidden(caller, needed, f"{scope['method']} {scope['path']}")
+        return caller
+
+    async def _record(self, caller: Caller, meter: Meter) -> None:
+        if self.metrics is not None:
+            self.metrics.key_requests.labels(caller.name).inc()
+            self.metrics.key_tokens.labels(caller.name, "prompt").inc(meter.prompt_tokens)
+            self.metrics.key_tokens.labels(caller.name, "completion").inc(meter.completion_tokens)
+        try:
+            await run_in_threadpool(self.quotas.record, caller, meter.prompt_tokens, meter.completion_tokens)
+        except HfchainError as error:  # the answer is sent: log what could not be counted
+            log.error("usage of key %r not recorded: %s", caller.name, error.message)
+
+
+class _Refusal(Exception):
+    """A response sent instead of the route's: 401, 403, 429, 503."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        kind: str = "authentication_error",
+        headers: list[tuple[bytes, bytes]] | None = None,
+        details: dict | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status, self.message, self.kind = status, message, kind
+        self.headers, self.details = list(headers or []), dict(details or {})
+
+    async def send(self, scope: dict, send: Any) -> None:
+        path = scope["path"]
+        status = openai_status(path, self.status)
+        headers = list(self.headers)
+        if retry := self.details.get("retry_after"):
+            headers.append((b"retry-after", str(retry).encode()))
+        if self.status == 401:
+            headers.append((b"www-authenticate", b'Bearer, Basic realm="hfchain"'))
+        body = error_body(path, status, self.message, request_id_var.get(), self.kind, extra=self.details)
+        for part in json_response(status, body, headers):
             await send(part)
-        return None
+
+
+def _forbidden(caller: Caller, scope: Scope, what: str) -> _Refusal:
+    error = caller.refusal(scope, what)
+    return _Refusal(403, error.message, error.error_type, details=error.details)
+
+
+def _with_headers(send: Any, headers: list[tuple[bytes, bytes]]) -> Any:
+    async def sending(message: dict) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), *headers]}
+        await send(message)
+
+    return sending
 
 
 def _presented_key(header: bytes) -> bytes | None:

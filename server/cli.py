@@ -461,6 +461,91 @@ def _read_line() -> str | None:
         return None
 
 
+keys_app = typer.Typer(help="API keys: one per person or app, each in a tenant.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+def _key_store():
+    import logging
+
+    from chains.errors import HfchainError
+    from chains.tenants.keys import KeyStore
+
+    settings = _settings()
+    _logging("warning")
+    logging.getLogger("hfchain.audit").setLevel(logging.INFO)  # the CLI's changes are audited too
+    try:
+        from chains.database import Database
+
+        return KeyStore(
+            Database(settings.sessions_database, connect_timeout=settings.sessions_connect_timeout)
+        )
+    except HfchainError as error:
+        typer.secho(error.message, fg="red", err=True)
+        raise typer.Exit(2) from None
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Argument(help="The key's name (in usage, metrics and logs)")],
+    scope: Annotated[str, typer.Option(help="inference, user or admin")] = "user",
+    tenant: Annotated[str | None, typer.Option(help="Whose data it reaches (default: NAME)")] = None,
+    requests_per_minute: Annotated[int | None, typer.Option(help="Counted (POST) requests a minute")] = None,
+    tokens_per_day: Annotated[int | None, typer.Option(help="Prompt + completion tokens a UTC day")] = None,
+) -> None:
+    """Make a key and print it, alone, on stdout (KEY=$(hfchain keys create alice)); it is not shown again."""
+    from chains.errors import HfchainError
+    from chains.tenants.audit import audit
+
+    store = _key_store()
+    try:
+        secret, record = store.create(name, scope, tenant, requests_per_minute, tokens_per_day)  # type: ignore[arg-type]
+    except HfchainError as error:
+        typer.secho(error.message, fg="red", err=True)
+        raise typer.Exit(2) from None
+    audit("key.created", None, record["tenant"], name=name, scope=record["scope"], by="cli")
+    typer.echo(secret)
+    typer.echo(
+        f"key {name!r} (scope {record['scope']}, tenant {record['tenant']}): keep it now, it is not shown "
+        "again",
+        err=True,
+    )
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """Every key made here, revoked ones too (never a secret)."""
+    from rich.table import Table
+
+    rows = _key_store().list()
+    table = Table("name", "tenant", "scope", "req/min", "tokens/day", "key", "created", "revoked")
+    for row in rows:
+        limits = [str(row[k]) if row[k] else "-" for k in ("requests_per_minute", "tokens_per_day")]
+        created, revoked = (_minute(row["created_at"]), _minute(row["revoked_at"]) or "-")
+        table.add_row(row["name"], row["tenant"], row["scope"], *limits, row["hint"], created, revoked)
+    Console().print(table if rows else "no keys yet: hfchain keys create NAME")
+
+
+def _minute(moment: str | None) -> str | None:
+    """2026-12-02T16:56:49+00:00 -> 2026-12-02 16:56 (UTC)."""
+    return moment[:16].replace("T", " ") if moment else None
+
+
+@keys_app.command("revoke")
+def keys_revoke(name: Annotated[str, typer.Argument(help="The key's name")]) -> None:
+    """Refuse the key from now on (every replica within HFCHAIN_KEYS_CACHE_SECONDS)."""
+    from chains.errors import HfchainError
+    from chains.tenants.audit import audit
+
+    try:
+        record = _key_store().revoke(name)
+    except HfchainError as error:
+        typer.secho(error.message, fg="red", err=True)
+        raise typer.Exit(2) from None
+    audit("key.revoked", None, record["tenant"], name=name, by="cli")
+    typer.echo(f"revoked key {name!r} (tenant {record['tenant']})", err=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `hfchain` console script."""
     app(args=argv if argv is not None else sys.argv[1:], prog_name="hfchain")

@@ -17,6 +17,7 @@ from sse_starlette.sse import EventSourceResponse
 from chains import chat as chat_chain
 from chains.errors import InvalidInput, NotFound
 from chains.knobs import validate_knobs
+from server.callers import caller, run_config
 from server.errors import request_id_var
 from server.streaming import prefetched, stream_error
 
@@ -129,13 +130,15 @@ def openai_router(chain: Runnable, sessions_from_user: bool = True) -> APIRouter
         x_session_id: str | None = Header(None, description="Keep the conversation server-side"),
     ) -> Any:
         app = request.app.state
-        session_id = x_session_id or (body.user if sessions_from_user else None)
+        # `user` names a session only for keys that may keep one (others send it as a plain label)
+        from_user = sessions_from_user and (caller(request) is None or caller(request).allows("user"))
+        session_id = x_session_id or (body.user if from_user else None)
         value = {"messages": body.messages, **body.options()}
         value.update({"session_id": session_id} if session_id else {})
         check_tool_results(body.messages)
         chat_chain.ChatInput.model_validate(value)  # bad messages or session id -> 400 before any work
         knobs = validate_knobs(body.knobs(), app.settings.max_new_tokens_limit).model_dump(exclude_none=True)
-        config = {"configurable": knobs}
+        config = run_config(request, {"configurable": knobs})
         app.backend.require_ready()
         await run_in_threadpool(
             chat_chain.preflight, app.backend, value, config, app.system_prompt, app.sessions

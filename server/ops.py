@@ -20,6 +20,8 @@ from chains.classify.train import FORMATS, TrainOptions, load_rows
 from chains.errors import InvalidInput, NotFound
 from chains.sessions import SESSION_ID_PATTERN, SessionStore
 from chains.settings import Settings
+from chains.tenants.audit import audit
+from server.callers import caller, tenant
 
 SessionId = Path(pattern=SESSION_ID_PATTERN, description="The session id given to /chat or /v1")
 ClassifierName = Path(pattern=NAME_PATTERN, description="A trained classifier's name")
@@ -57,15 +59,18 @@ def sessions_router(sessions: SessionStore) -> APIRouter:
     router = APIRouter(prefix="/sessions", tags=["sessions"])
 
     @router.get("/{session_id}")
-    async def export(session_id: str = SessionId) -> dict:
-        found = await run_in_threadpool(sessions.export, session_id)
+    async def export(request: Request, session_id: str = SessionId) -> dict:
+        found = await run_in_threadpool(sessions.export, session_id, tenant(request))
         if found is None:
             raise NotFound(f"no session {session_id!r}: it has no stored turn (or was deleted)")
         return found
 
     @router.delete("/{session_id}")
-    async def reset(session_id: str = SessionId) -> dict:
-        removed = await run_in_threadpool(sessions.delete, session_id)
+    async def reset(request: Request, session_id: str = SessionId) -> dict:
+        removed = await run_in_threadpool(sessions.delete, session_id, tenant(request))
+        if not removed:
+            raise NotFound(f"no session {session_id!r}: it has no stored turn (or was deleted)")
+        audit("session.deleted", caller(request), tenant(request), session_id=session_id, messages=removed)
         return {"session_id": session_id, "deleted_messages": removed}
 
     return router
@@ -122,34 +127,40 @@ def classifiers_router(registry: Registry, trainings: Trainings, settings: Setti
             asked = TrainRequest.model_validate(fields)
             options = TrainOptions(**asked.model_dump(exclude={"name"}), max_rows=settings.train_max_rows)
             await run_in_threadpool(load_rows, path, options)  # bad data: 422 now, not after a spawn
-            return await run_in_threadpool(trainings.start, asked.name, path, options)
+            started = await run_in_threadpool(trainings.start, asked.name, path, options, tenant(request))
         except BaseException:
             path.unlink(missing_ok=True)
             raise
+        audit("classifier.training_started", caller(request), tenant(request), name=asked.name)
+        return started
 
     @router.get("")
-    async def listing() -> dict:
-        cards = await run_in_threadpool(registry.describe)
-        return {"classifiers": [{**c, "status": "done"} for c in cards], "trainings": trainings.active()}
+    async def listing(request: Request) -> dict:
+        own = tenant(request)
+        cards = await run_in_threadpool(registry.tenant(own).describe)
+        listed = [{**c, "status": "done"} for c in cards]
+        return {"classifiers": listed, "trainings": trainings.active(own)}
 
     @router.get("/{name}")
-    async def one(name: str = ClassifierName) -> dict:
-        card = await run_in_threadpool(registry.card, name)
+    async def one(request: Request, name: str = ClassifierName) -> dict:
+        card = await run_in_threadpool(registry.tenant(tenant(request)).card, name)
         if card is not None:
             return {**card, "status": "done"}
-        state = trainings.state(name)
+        state = trainings.state(name, tenant(request))
         if state is None:
             raise NotFound(f"no classifier named {name!r}: GET /classifiers lists them")
         return state
 
     @router.delete("/{name}")
-    async def remove(name: str = ClassifierName) -> dict:
-        state = trainings.state(name)
-        if registry.card(name) is None and state is not None:
-            trainings.forget(name)  # a failed training: its state goes
-            return {"name": name, "deleted": True}
-        await run_in_threadpool(registry.delete, name)
-        trainings.forget(name)
+    async def remove(request: Request, name: str = ClassifierName) -> dict:
+        own = tenant(request)
+        state = trainings.state(name, own)
+        if registry.tenant(own).card(name) is None and state is not None:
+            trainings.forget(name, own)  # a failed training: its state goes
+        else:
+            await run_in_threadpool(registry.tenant(own).delete, name)
+            trainings.forget(name, own)
+        audit("classifier.deleted", caller(request), own, name=name)
         return {"name": name, "deleted": True}
 
     return router

@@ -23,6 +23,8 @@ from chains.errors import InvalidInput
 from chains.knobs import validate_knobs
 from chains.sessions import SessionStore
 from chains.settings import Settings
+from chains.tenants.caller import tenant_of
+from server.callers import run_config
 
 Preflight = Callable[[Backend, object, dict], None]
 
@@ -44,7 +46,8 @@ def request_checker(
         knobs = validate_knobs(knob_values, settings.max_new_tokens_limit)
         backend.require_ready()
         own = {k: v for k, v in configurable.items() if k in extra and v is not None}
-        checked = {**config, "configurable": {**knobs.model_dump(exclude_none=True), **own}}
+        configurable = {**knobs.model_dump(exclude_none=True), **own}
+        checked = run_config(request, {**config, "configurable": configurable})
         items = _inputs(await request.json(), _call_index(request))
         # token counting can take a while on a large body: keep it off the event loop
         await run_in_threadpool(lambda: [preflight(backend, item, checked) for item in items])
@@ -110,8 +113,8 @@ def mount_chains(
     methods = classify_chain.build_classify_methods(backend, settings.classifier, registry)
     default = settings.classify_method
 
-    def classify_preflight(_backend: Backend, value: object, _config: dict) -> None:
-        classify_chain.preflight(methods, value, default)
+    def classify_preflight(_backend: Backend, value: object, config: dict) -> None:
+        classify_chain.preflight(methods, value, default, tenant_of(config))
 
     classify = classify_chain.build_classify_chain(methods, default)
     add_routes(

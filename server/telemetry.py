@@ -75,6 +75,15 @@ class Metrics:
             "a repetition)",
             registry=r,
         )
+        self.key_requests = Counter(
+            "hfchain_key_requests", "Counted (POST) requests by API key name", ["key"], registry=r
+        )
+        self.key_tokens = Counter(
+            "hfchain_key_tokens",
+            "Tokens by API key name and kind (prompt, completion)",
+            ["key", "kind"],
+            registry=r,
+        )
         self.repetitions = Counter(
             "hfchain_repetitions_ended", "Constrained strings or containers ended for repeating", registry=r
         )

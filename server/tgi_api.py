@@ -24,6 +24,7 @@ from chains import generate as generate_chain
 from chains.errors import InvalidInput
 from chains.knobs import validate_knobs
 from chains.tools.grammar import json_grammar, regex_grammar
+from server.callers import run_config
 from server.streaming import prefetched, stream_error
 
 UNSUPPORTED = {
@@ -141,7 +142,7 @@ def tgi_router(llm: Runnable) -> APIRouter:
     async def generate(body: TgiRequest, request: Request) -> Any:
         app = request.app.state
         knobs = validate_knobs(body.parameters.knobs(), app.settings.max_new_tokens_limit)
-        config = {"configurable": knobs.model_dump(exclude_none=True)}
+        config = run_config(request, {"configurable": knobs.model_dump(exclude_none=True)})
         app.backend.require_ready()
         value = {"prompt": body.inputs}
         await run_in_threadpool(generate_chain.preflight, app.backend, value, config)

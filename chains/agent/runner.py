@@ -17,7 +17,7 @@ from langchain_core.runnables.utils import get_unique_config_specs
 from chains.agent import builtin
 from chains.agent.toolbox import Toolbox, build_toolbox
 from chains.backends import Backend
-from chains.chat import SESSION_SPEC, Conversation, Turn, load_turn
+from chains.chat import SESSION_SPEC, Conversation, Turn, load_turn, store_turn
 from chains.errors import InvalidInput
 from chains.messages import role_of, text_of, with_system_prompt
 from chains.prompts import load_prompt
@@ -199,8 +199,7 @@ class AgentRunnable(Runnable[dict, AIMessage]):
 
     def answer(self, turn: Turn, added: list[BaseMessage]) -> AIMessage:
         """The run's final AIMessage, with how many steps it took; the turn stored in its session."""
-        if self.sessions is not None and turn.session_id:
-            self.sessions.append(turn.session_id, [*turn.new, *added])
+        store_turn(self.sessions, turn, [*turn.new, *added])
         final = next((m for m in reversed(added) if isinstance(m, AIMessage)), AIMessage(content=""))
         info = {"agent_steps": sum(isinstance(m, AIMessage) for m in added)}
         if turn.session_id:

@@ -4,13 +4,24 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from langchain_core.callbacks import dispatch_custom_event
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from chains.budget import split_text
 from chains.classify.scoring import weighted_mean
 from chains.errors import InvalidInput
 from chains.schemas import drop_nulls
+from chains.tenants.caller import DEFAULT_TENANT, caller_of, tenant_of
+from chains.tenants.meter import USAGE_EVENT
 
 Method = Literal["embedding", "llm", "checkpoint"]
 
@@ -40,6 +51,12 @@ class ClassifyInput(BaseModel):
     model: str | None = Field(None, description="A trained or configured classifier, by name")
     threshold: float = Field(0.5, ge=0, le=1, description="multi_label: labels at or above it")
     per_chunk: bool = Field(False, description="Also return each chunk's distribution")
+    _tenant: str = PrivateAttr(DEFAULT_TENANT)  # whose trained classifiers `model` names (from the config)
+
+    def for_tenant(self, tenant: str) -> ClassifyInput:
+        """This request, reading `model` among `tenant`'s classifiers."""
+        self._tenant = tenant
+        return self
 
     @field_validator("text")
     @classmethod
@@ -140,10 +157,10 @@ def build_classify_methods(backend: Any, classifiers: str | None = None, registr
     return methods
 
 
-def preflight(methods: dict, value: object, default: str) -> None:
+def preflight(methods: dict, value: object, default: str, tenant: str = DEFAULT_TENANT) -> None:
     """Refuse (422) an unknown method or classifier before anything is streamed."""
     try:
-        request = ClassifyInput.model_validate(value)
+        request = ClassifyInput.model_validate(value).for_tenant(tenant)
     except ValidationError:
         return  # schema validation reports it
     if method_name(methods, request, default) == "checkpoint":
@@ -154,7 +171,13 @@ def build_classify_chain(methods: dict, default: str = "embedding") -> Runnable:
     """{"text", "labels", ...} -> {"label", "scores", "method", "chunks", "usage"}."""
 
     def run(value: dict | ClassifyInput, config: RunnableConfig) -> dict:
-        return classify(methods, ClassifyInput.model_validate(value), default)
+        request = ClassifyInput.model_validate(value).for_tenant(tenant_of(config))
+        output = classify(methods, request, default)
+        method = methods[method_name(methods, request, default)]
+        if caller_of(config) is not None and not getattr(method, "metered_by_callbacks", False):
+            # the tokens the classifier read count for the caller's quota like a prompt's
+            dispatch_custom_event(USAGE_EVENT, {"prompt_tokens": output["usage"]["tokens"]}, config=config)
+        return output
 
     chain = RunnableLambda(run, name="classify")
     return chain.with_types(input_type=ClassifyInput, output_type=ClassifyOutput)

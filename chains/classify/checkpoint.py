@@ -12,6 +12,7 @@ from chains.classify.registry import Registry
 from chains.classify.scoring import sigmoid, softmax
 from chains.errors import InvalidInput
 from chains.prompts import load_prompt
+from chains.tenants.caller import DEFAULT_TENANT
 from chains.tokens import Tokens
 
 
@@ -94,25 +95,29 @@ class CheckpointMethod:
         self.checkpoints = {name: Checkpoint(src, chosen_runtime(src)) for name, src in sources.items()}
         self.default = next(iter(self.checkpoints), None)
         self.registry = registry
-        self._trained: dict[str, tuple[Any, Checkpoint]] = {}  # name -> (card stamp, loaded checkpoint)
+        # (tenant, name) -> (card stamp, loaded checkpoint)
+        self._trained: dict[tuple[str, str], tuple[Any, Checkpoint]] = {}
 
     def pick(self, value: Any) -> Checkpoint:
+        """The configured checkpoint `value.model` names (shared by every tenant), else the tenant's own."""
         name = value.model or self.default
         if name in self.checkpoints:
             return self.checkpoints[name]
-        card = self.registry.card(name) if self.registry is not None and name else None
+        tenant = getattr(value, "_tenant", DEFAULT_TENANT)
+        registry = self.registry.tenant(tenant) if self.registry is not None else None
+        card = registry.card(name) if registry is not None and name else None
         if card is None:
-            trained = self.registry.names() if self.registry is not None else []
+            trained = registry.names() if registry is not None else []
             known = ", ".join([*self.checkpoints, *trained]) or "none (train one, or set HFCHAIN_CLASSIFIER)"
             if name is None:
                 raise InvalidInput(f"give labels, or a classifier by name (model): {known}")
             raise InvalidInput(f"unknown classifier {name!r}: the ones here are {known}")
         stamp = (card.get("trained_at"), card.get("runtime"), card.get("exported_at"))
-        known, checkpoint = self._trained.get(name, (None, None))
+        known, checkpoint = self._trained.get((tenant, name), (None, None))
         if known != stamp:  # new, retrained under the same name, or exported again
-            folder = str(self.registry.path(name))
+            folder = str(registry.path(name))
             checkpoint = Checkpoint(folder, chosen_runtime(folder, card))
-            self._trained[name] = (stamp, checkpoint)
+            self._trained[(tenant, name)] = (stamp, checkpoint)
         return checkpoint
 
     def describe(self, value: Any) -> str:

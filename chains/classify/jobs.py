@@ -16,6 +16,7 @@ from typing import Any
 
 from chains.classify.registry import Registry, check_name
 from chains.errors import HfchainError, InvalidInput, Overloaded
+from chains.tenants.caller import DEFAULT_TENANT
 
 log = logging.getLogger(__name__)
 
@@ -29,68 +30,81 @@ class Trainings:
 
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
-        self.folder = registry.root / ".jobs"
         self._process: Any = None
+        self._running: tuple[str, str] | None = None  # (tenant, name) of the last training started
         self._lock = threading.Lock()
         self.recover()
 
+    def folder(self, tenant: str = DEFAULT_TENANT) -> Path:
+        """Where the tenant's training states are kept."""
+        return self.registry.tenant(tenant).root / ".jobs"
+
     def recover(self) -> None:
         """States left 'training' by a process that is gone (the server stopped) become 'failed'."""
-        for path in self.folder.glob("*.json") if self.folder.is_dir() else []:
+        for path in [*self.registry.root.glob(".jobs/*.json"), *self.registry.root.glob("@*/.jobs/*.json")]:
             state = _read(path)
             if state and state.get("status") == "training" and not _alive(state.get("pid")):
                 why = "interrupted: the server stopped during training; start it again"
                 _write(path, {**state, "status": "failed", "error": why, "ended_at": now()})
 
-    def state(self, name: str) -> dict | None:
-        """The training state of `name` (None when it was never trained over HTTP)."""
-        return _read(self.folder / f"{check_name(name)}.json")
+    def state(self, name: str, tenant: str = DEFAULT_TENANT) -> dict | None:
+        """The training state of the tenant's `name` (None when it was never trained over HTTP)."""
+        return _read(self.folder(tenant) / f"{check_name(name)}.json")
 
-    def active(self) -> list[dict]:
-        """Trainings that are running or failed (finished ones are listed by their card)."""
-        states = [_read(p) for p in sorted(self.folder.glob("*.json"))] if self.folder.is_dir() else []
+    def active(self, tenant: str = DEFAULT_TENANT) -> list[dict]:
+        """The tenant's trainings that are running or failed (finished ones are listed by their card)."""
+        folder = self.folder(tenant)
+        states = [_read(p) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
         return [s for s in states if s and s.get("status") != "done"]
 
-    def busy(self) -> str | None:
-        """The name of the training that is running, if one is."""
-        if self._process is None or not self._process.is_alive():
+    def busy(self) -> tuple[str, str] | None:
+        """(tenant, name) of the training that is running, if one is."""
+        if self._process is None or not self._process.is_alive() or self._running is None:
             return None
-        state = self.state(self._process.name)  # a worker that wrote its result may still be exiting
-        return self._process.name if state and state.get("status") == "training" else None
+        tenant, name = self._running
+        state = self.state(name, tenant)  # a worker that wrote its result may still be exiting
+        return self._running if state and state.get("status") == "training" else None
 
-    def start(self, name: str, path: Path, options: Any) -> dict:
-        """Start training `name` from the file at `path` (a checked upload, removed afterwards)."""
+    def start(self, name: str, path: Path, options: Any, tenant: str = DEFAULT_TENANT) -> dict:
+        """Start training the tenant's `name` from the file at `path` (a checked upload, removed afterwards).
+
+        One training at a time over all tenants: each takes the CPU for minutes.
+        """
         with self._lock:
             if running := self.busy():
+                mine = running[0] == tenant
                 raise Overloaded(
-                    f"classifier {running!r} is training: one at a time; retry when "
-                    f"GET /classifiers/{running} says done or failed",
+                    f"classifier {running[1]!r} is training: one at a time; retry when GET "
+                    f"/classifiers/{running[1]} says done or failed"
+                    if mine
+                    else "another tenant's classifier is training: one at a time; retry in a minute",
                     retry_after=30,
                 )
-            state = self.state(name)
-            if self.registry.card(name) is not None or (state and state.get("status") == "training"):
+            registry, folder = self.registry.tenant(tenant), self.folder(tenant)
+            state = self.state(name, tenant)
+            if registry.card(name) is not None or (state and state.get("status") == "training"):
                 raise InvalidInput(f"a classifier named {name!r} exists: pick another name or delete it")
-            self.folder.mkdir(parents=True, exist_ok=True)
+            folder.mkdir(parents=True, exist_ok=True)
             first = {"name": name, "status": "training", "progress": {}, "started_at": now()}
-            _write(self.folder / f"{name}.json", first)
+            _write(folder / f"{name}.json", first)
             context = multiprocessing.get_context("spawn")  # a fresh interpreter: no threads or torch state
             process = context.Process(
                 target=work,
-                args=(str(self.registry.root), name, str(path), asdict(options)),
+                args=(str(registry.root), name, str(path), asdict(options)),
                 name=name,
                 daemon=True,
             )
             process.start()
-            self._process = process
-            _write(self.folder / f"{name}.json", {**first, "pid": process.pid})
+            self._process, self._running = process, (tenant, name)
+            _write(folder / f"{name}.json", {**first, "pid": process.pid})
             return {**first, "pid": process.pid}
 
-    def forget(self, name: str) -> None:
+    def forget(self, name: str, tenant: str = DEFAULT_TENANT) -> None:
         """Drop a finished or failed training's state (DELETE /classifiers/NAME)."""
-        state = self.state(name)
+        state = self.state(name, tenant)
         if state and state.get("status") == "training" and _alive(state.get("pid")):
             raise InvalidInput(f"classifier {name!r} is still training: delete it once it is done")
-        (self.folder / f"{name}.json").unlink(missing_ok=True)
+        (self.folder(tenant) / f"{name}.json").unlink(missing_ok=True)
 
 
 def work(root: str, name: str, path: str, options: dict) -> None:

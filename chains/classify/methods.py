@@ -160,6 +160,8 @@ def label_logprobs(model: Any, prefix: list[int], labels: list[list[int]]) -> li
 class ConstrainedMethod:
     """Any chat model (e.g. an endpoint): ask for one of the labels, parse the answer (one-hot)."""
 
+    metered_by_callbacks = True  # a LangChain model run: its tokens reach the caller's meter on their own
+
     def __init__(self, chat_model: Any, budget: Callable[[], Any]) -> None:
         self.chat_model, self.budget = chat_model, budget
 

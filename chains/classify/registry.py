@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from chains.errors import InvalidInput, NotFound
+from chains.tenants.caller import DEFAULT_TENANT
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 NAME_HELP = "1-64 characters: letters, digits and . _ - (starting with a letter or digit)"
@@ -34,6 +35,11 @@ class Registry:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+
+    def tenant(self, tenant: str) -> Registry:
+        """The registry of a tenant's own classifiers: ROOT for the default tenant, ROOT/@TENANT for others
+        (a folder no classifier name can take)."""
+        return self if tenant == DEFAULT_TENANT else Registry(self.root / f"@{tenant}")
 
     def path(self, name: str) -> Path:
         """The folder of classifier `name` (which may not exist)."""

@@ -1,0 +1,42 @@
+"""The request's caller (set by the key guard) for the routes, and the run config that carries it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+
+from chains.tenants.caller import DEFAULT_TENANT, Caller, Scope, with_caller
+from chains.tenants.meter import Meter, MeterCallback
+
+
+def caller(request: Request) -> Caller | None:
+    """Who sent the request (None: the service has no keys)."""
+    return request.scope.get("state", {}).get("hfchain_caller")
+
+
+def tenant(request: Request) -> str:
+    """The tenant whose stored things the request reads and changes."""
+    found = caller(request)
+    return found.tenant if found is not None else DEFAULT_TENANT
+
+
+def require(request: Request, scope: Scope, what: str) -> None:
+    """403 unless the caller (if any) has `scope`."""
+    if (found := caller(request)) is not None:
+        found.require(scope, what)
+
+
+def meter(request: Request) -> Meter | None:
+    return request.scope.get("state", {}).get("hfchain_meter")
+
+
+def run_config(request: Request, config: dict[str, Any]) -> dict[str, Any]:
+    """`config` with the caller in configurable and a callback counting the tokens of the request's runs."""
+    found, counter = caller(request), meter(request)
+    if found is None or counter is None:
+        return config
+    backend = request.app.state.backend
+    callback = MeterCallback(counter, lambda text: backend.budget().tokens.count_text(text))
+    callbacks = [*(config.get("callbacks") or []), callback]
+    return {**with_caller(config, found), "callbacks": callbacks}
