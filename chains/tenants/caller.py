@@ -46,7 +46,7 @@ class Caller:
         """The 403 for `what`, which needs `scope`."""
         return Forbidden(
             f"{what} needs a key with scope {scope!r} ({SCOPE_HELP[scope]}); this key ({self.name!r}) "
-            f"has scope {self.scope!r}: ask an admin for a {scope} key",
+            f"has scope {self.scope!r}: ask an admin for a key with scope {scope!r}",
             required_scope=scope,
         )
 
