@@ -146,7 +146,8 @@ class _Refusal(Exception):
         if retry := self.details.get("retry_after"):
             headers.append((b"retry-after", str(retry).encode()))
         if self.status == 401:
-            headers.append((b"www-authenticate", b'Bearer, Basic realm="hfchain"'))
+            # Basic first, in a header of its own: browsers then ask for the key (as the password)
+            headers += [(b"www-authenticate", b'Basic realm="hfchain"'), (b"www-authenticate", b"Bearer")]
         body = error_body(path, status, self.message, request_id_var.get(), self.kind, extra=self.details)
         for part in json_response(status, body, headers):
             await send(part)

@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,10 +58,11 @@ class PageLog:
     posts: list[tuple[str, str]] = field(default_factory=list)
 
 
-@pytest.fixture
-def page(browser, request) -> Iterator:
-    """A fresh page; its log is `page.log`; a screenshot is saved after the test."""
-    context = browser.new_context(viewport={"width": 1280, "height": 1000})
+@contextmanager
+def open_page(browser, name: str, **options) -> Iterator:
+    """A page in a fresh context (`options`: e.g. http_credentials); its log is `page.log`; a screenshot
+    named `name` is saved when it closes."""
+    context = browser.new_context(viewport={"width": 1280, "height": 1000}, **options)
     page = context.new_page()
     page.set_default_timeout(90_000)  # waits for a model reply on a busy 2-core machine
     log = PageLog()
@@ -69,12 +71,33 @@ def page(browser, request) -> Iterator:
     page.on("requestfailed", lambda r: log.failed.append(f"{r.url} {r.failure}"))
     page.on("request", lambda r: _record(log, r))
     page.log = log
-    yield page
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)
-    tall = page.evaluate("document.documentElement.scrollHeight") > 5000  # redoc: a full shot takes 30 s
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=not tall)
-    context.close()
+    try:
+        yield page
+    finally:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        tall = _height(page) > 5000  # redoc: a full shot takes 30 s
+        page.screenshot(
+            path=str(SCREENSHOTS / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', name)}.png"), full_page=not tall
+        )
+        context.close()
+
+
+@pytest.fixture
+def page(browser, request) -> Iterator:
+    """A fresh page; its log is `page.log`; a screenshot is saved after the test."""
+    with open_page(browser, request.node.name) as opened:
+        yield opened
+
+
+def _height(page) -> int:
+    """The page's height (0 while Chromium still replaces a document, e.g. its JSON viewer's)."""
+    from playwright.sync_api import Error
+
+    try:
+        page.wait_for_load_state()
+        return page.evaluate("document.documentElement?.scrollHeight ?? 0")
+    except Error:
+        return 0
 
 
 def _record(log: PageLog, request) -> None:
