@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from chains.errors import Forbidden, NotFound
 from chains.tenants.audit import audit
 from chains.tenants.caller import NAME_PATTERN, Scope
-from chains.tenants.keys import KeyStore
+from chains.tenants.keys import MOST, KeyStore
 from chains.tenants.quotas import Quotas
 from server.callers import caller
 
@@ -24,8 +24,12 @@ class NewKey(BaseModel):
     name: str = Field(pattern=NAME_PATTERN, description="Unique name of the key (shown in usage and logs)")
     scope: Scope = Field("user", description="inference, user or admin")
     tenant: str | None = Field(None, pattern=NAME_PATTERN, description="Whose data (default: name)")
-    requests_per_minute: int | None = Field(None, ge=1, description="Counted (POST) requests per minute")
-    tokens_per_day: int | None = Field(None, ge=1, description="Prompt + completion tokens per UTC day")
+    requests_per_minute: int | None = Field(
+        None, ge=1, le=MOST["requests_per_minute"], description="Counted (POST) requests per minute"
+    )
+    tokens_per_day: int | None = Field(
+        None, ge=1, le=MOST["tokens_per_day"], description="Prompt + completion tokens per UTC day"
+    )
 
 
 def tenants_router(keys: KeyStore, quotas: Quotas) -> APIRouter:

@@ -11,13 +11,26 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, func, insert, select, update
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 
 from chains.database import Database
 from chains.errors import InvalidInput, NotFound
 from chains.tenants.caller import DEFAULT_TENANT, SCOPES, Caller, Scope, check_name
 
+MOST = {"requests_per_minute": 10**9, "tokens_per_day": 10**15}  # bounds a database column can hold
 PREFIX = "hfc_"  # new keys look like hfc_<43 url-safe characters>: easy to spot in a leaked file
 metadata = MetaData()
 keys = Table(
@@ -29,7 +42,7 @@ keys = Table(
     Column("tenant", String(64), nullable=False),
     Column("scope", String(16), nullable=False),
     Column("requests_per_minute", Integer),
-    Column("tokens_per_day", Integer),
+    Column("tokens_per_day", BigInteger),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("revoked_at", DateTime(timezone=True)),
 )
@@ -121,8 +134,10 @@ class KeyStore:
         if scope not in SCOPES:
             raise InvalidInput(f"scope {scope!r}: use one of {list(SCOPES)}")
         for what, value in (("requests_per_minute", requests_per_minute), ("tokens_per_day", tokens_per_day)):
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise InvalidInput(f"{what} must be a whole number of at least 1 (or left out: no limit)")
+            if value is not None and (not isinstance(value, int) or not 1 <= value <= MOST[what]):
+                raise InvalidInput(
+                    f"{what} must be a whole number from 1 to {MOST[what]} (or left out: no limit)"
+                )
         secret = PREFIX + secrets.token_urlsafe(32)
         row = {
             "name": name,

@@ -88,23 +88,25 @@ class Quotas:
         """Count one request against the key's limits; 429 (QuotaExceeded) when over one."""
         now = time.time() if now is None else now
         requests = tokens = None
-        if caller.requests_per_minute:
-            used = self._count_request(caller.name, int(now // 60))
-            limit, reset = caller.requests_per_minute, 60 - now % 60
-            requests = (limit, limit - used, reset)
-            if used > limit:
-                why = f"key {caller.name!r} used its {limit} requests per minute: retry in {duration(reset)}"
-                raise _exceeded(why, reset, Allowance(requests=requests))
-        if caller.tokens_per_day:
-            used = self._tokens_on(caller.name, today(now))
-            limit, reset = caller.tokens_per_day, seconds_to_midnight(now)
-            tokens = (limit, limit - used, reset)
-            if used >= limit:
-                why = (
-                    f"key {caller.name!r} used its {limit} tokens today ({used} counted): retry after "
-                    f"midnight UTC, in {duration(reset)}, or ask an admin to raise tokens_per_day"
-                )
-                raise _exceeded(why, reset, Allowance(requests=requests, tokens=tokens))
+        with self.database.connect() as conn, conn.begin():  # one round trip per statement, one connection
+            if caller.requests_per_minute:
+                used = self._count_request(conn, caller.name, int(now // 60))
+                limit, reset = caller.requests_per_minute, 60 - now % 60
+                requests = (limit, limit - used, reset)
+                if used > limit:
+                    why = f"key {caller.name!r} used its {limit} requests per minute: retry in "
+                    why += duration(reset)
+                    raise _exceeded(why, reset, Allowance(requests=requests))
+            if caller.tokens_per_day:
+                used = self._tokens_on(conn, caller.name, today(now))
+                limit, reset = caller.tokens_per_day, seconds_to_midnight(now)
+                tokens = (limit, limit - used, reset)
+                if used >= limit:
+                    why = (
+                        f"key {caller.name!r} used its {limit} tokens today ({used} counted): retry after "
+                        f"midnight UTC, in {duration(reset)}, or ask an admin to raise tokens_per_day"
+                    )
+                    raise _exceeded(why, reset, Allowance(requests=requests, tokens=tokens))
         return Allowance(requests=requests, tokens=tokens)
 
     def record(self, caller: Caller, prompt_tokens: int, completion_tokens: int, now: float | None = None):
@@ -135,20 +137,18 @@ class Quotas:
             for row in rows
         ]
 
-    def _count_request(self, name: str, minute: int) -> int:
+    def _count_request(self, conn: Any, name: str, minute: int) -> int:
         """Add one to the key's count for `minute` and return the new count, in one statement."""
         row = {"key_name": name, "minute": minute, "requests": 1}
-        with self.database.connect() as conn, conn.begin():
-            used = _add(conn, self.database.dialect, minutes, row, ("key_name", "minute"), {"requests": 1})
-            if time.monotonic() - self._pruned > 60:
-                self._pruned = time.monotonic()
-                conn.execute(delete(minutes).where(minutes.c.minute < minute - 1))
+        used = _add(conn, self.database.dialect, minutes, row, ("key_name", "minute"), {"requests": 1})
+        if time.monotonic() - self._pruned > 60:
+            self._pruned = time.monotonic()
+            conn.execute(delete(minutes).where(minutes.c.minute < minute - 1))
         return used
 
-    def _tokens_on(self, name: str, day: str) -> int:
+    def _tokens_on(self, conn: Any, name: str, day: str) -> int:
         total = days.c.prompt_tokens + days.c.completion_tokens
-        with self.database.connect() as conn:
-            used = conn.execute(select(total).where(days.c.key_name == name, days.c.day == day)).scalar()
+        used = conn.execute(select(total).where(days.c.key_name == name, days.c.day == day)).scalar()
         return int(used or 0)
 
 

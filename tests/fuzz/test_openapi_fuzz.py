@@ -15,16 +15,24 @@ EXAMPLES = 6  # per operation, valid and invalid data together: about 1.5 minute
 HANG_S = 60  # an answer slower than this is a hang, not a slow machine
 
 
-@pytest.fixture(scope="module")
-def fuzzed(embedded_backend):
-    """A server whose every generation is tiny, so that a thousand fuzzed calls stay cheap."""
+FUZZ_KEY = "fuzz-admin-key"
+
+
+@pytest.fixture(scope="module", params=["no key", "admin key"])
+def fuzzed(request, embedded_backend, tmp_path_factory):
+    """A server whose every generation is tiny, so that a thousand fuzzed calls stay cheap; without keys,
+    and with an admin key (the fuzzer then also makes, lists and revokes keys)."""
+    keyed = {"HFCHAIN_API_KEYS": FUZZ_KEY} if request.param == "admin key" else {}
     proc = hfchain_server(
+        **keyed,
+        HFCHAIN_DATA_DIR=str(tmp_path_factory.mktemp("fuzz")),
         HFCHAIN_MAX_NEW_TOKENS="2",
         HFCHAIN_MAX_NEW_TOKENS_LIMIT="4",
         HFCHAIN_MAX_CONCURRENT_REQUESTS="64",
         HFCHAIN_AGENT_TOOLS="calculator",  # a short tool block and few steps: /agent calls stay cheap
         HFCHAIN_AGENT_MAX_STEPS="2",
     ).wait("/ready")
+    proc.key = FUZZ_KEY if keyed else None
     yield proc
     proc.stop()
 
@@ -43,6 +51,7 @@ def test_no_request_gets_a_server_error_or_hangs(fuzzed, tmp_path):
         "--mode=all",
         "--phases=fuzzing",
         "--generation-deterministic",
+        *(["--header", f"Authorization: Bearer {fuzzed.key}"] if fuzzed.key else []),
     ]
     run = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=tmp_path)
     report = run.stdout[-6000:] + run.stderr[-2000:]

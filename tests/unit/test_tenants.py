@@ -59,7 +59,7 @@ def test_names_are_checked_and_stay_taken(database):
             store.create(bad)
     with pytest.raises(InvalidInput, match="scope"):
         store.create("bob", scope="root")
-    with pytest.raises(InvalidInput, match="at least 1"):
+    with pytest.raises(InvalidInput, match="whole number from 1"):
         store.create("bob", tokens_per_day=0)
     store.revoke("alice")
     with pytest.raises(InvalidInput, match="exists"):
