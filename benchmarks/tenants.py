@@ -112,23 +112,27 @@ async def guard_table(name: str, url: str, requests: int) -> None:
         print(f"{mode:<22}" + "".join(f"{c:>11.3f}" for c in cells))
 
 
-def http_table(name: str, url: str | None, requests: int) -> None:
-    """Two servers on one database: no keys, and keyed (the request uses a quota key)."""
+def http_table(name: str, url: str | None, requests: int, open_db: str | None = None) -> None:
+    """Two servers, each on its own database (`open_db` and `url`; SQLite files when None): no keys, and
+    keyed (the requests use a quota key). One kept-alive client per server, as real clients do."""
     data = tempfile.mkdtemp()
-    extra = {"HFCHAIN_SESSIONS_URL": url} if url else {}
     database = Database(url or f"sqlite:///{data}/sessions.db")
-    open_server, open_url = start_server(
-        tempfile.mkdtemp(), 1, **({"HFCHAIN_SESSIONS_URL": url} if url else {})
-    )
     secret, _ = KeyStore(database).create(
         f"http-{time.monotonic_ns()}", requests_per_minute=10**9, tokens_per_day=10**12
     )
-    keyed_server, keyed_url = start_server(data, 1, **extra)
+    open_extra = {"HFCHAIN_SESSIONS_URL": open_db} if open_db else {}
+    open_server, open_url = start_server(tempfile.mkdtemp(), 1, **open_extra)
+    keyed_server, keyed_url = start_server(data, 1, **({"HFCHAIN_SESSIONS_URL": url} if url else {}))
+    clients = {
+        "open": httpx.Client(base_url=open_url, timeout=60),
+        "keyed": httpx.Client(base_url=keyed_url, timeout=60, headers={"Authorization": f"Bearer {secret}"}),
+    }
+    time.sleep(10)  # both servers finish their background warm-up (the tool router's encoder)
     try:
         cases = {
-            "GET /sessions/x (404)": lambda base, h: httpx.get(f"{base}/sessions/none", headers=h),
-            "POST /generate (1 token)": lambda base, h: httpx.post(
-                f"{base}/generate/invoke", json={"input": {"prompt": "Hi"}}, headers=h, timeout=60
+            "GET /sessions/x (404)": lambda c: c.get("/sessions/none"),
+            "POST /generate (1 token)": lambda c: c.post(
+                "/generate/invoke", json={"input": {"prompt": "Hi"}}
             ),
         }
         print(f"\n{name}: over HTTP, {requests} requests per server, interleaved (ms)")
@@ -136,20 +140,19 @@ def http_table(name: str, url: str | None, requests: int) -> None:
         print(f"{'request':<26}" + "".join(f"{h:>10}" for h in heads))
         for label, call in cases.items():
             timed: dict[str, list[float]] = {"open": [], "keyed": []}
-            for i in range(requests + 5):
-                for mode, base, headers in (
-                    ("open", open_url, {}),
-                    ("keyed", keyed_url, {"Authorization": f"Bearer {secret}"}),
-                ):
+            for i in range(requests + 30):
+                for mode, client in clients.items():
                     start = time.perf_counter()
-                    answer = call(base, headers)
-                    if i >= 5:  # the first few warm the servers
+                    answer = call(client)
+                    if i >= 30:  # the first ones warm the servers
                         timed[mode].append(time.perf_counter() - start)
                     assert answer.status_code in (200, 404), answer.text
             o50, k50 = pct(timed["open"], 50) * 1000, pct(timed["keyed"], 50) * 1000
             o95, k95 = pct(timed["open"], 95) * 1000, pct(timed["keyed"], 95) * 1000
             print(f"{label:<26}{o50:>10.2f}{k50:>10.2f}{o95:>10.2f}{k95:>10.2f}{k50 - o50:>10.2f}")
     finally:
+        for client in clients.values():
+            client.close()
         stop(open_server)
         stop(keyed_server)
 

@@ -1,7 +1,8 @@
 """Quotas per key, counted in the shared database so they hold across replicas: requests per calendar
 minute (an atomic counter per key and minute, exact over replicas) and tokens per UTC day (checked before
-a request, added after it: requests already running when the limit is reached may finish, so a day can
-go over by at most what those requests use)."""
+a request, added after it: requests already running when the limit is reached may finish, and a replica
+reads the day's total at most once a second, so a day can go over by what the requests in flight use and
+by what other replicas added in the last second)."""
 
 from __future__ import annotations
 
@@ -83,6 +84,8 @@ class Quotas:
         self.database = database
         database.create(metadata)
         self._pruned = 0.0
+        self._tokens: dict[tuple[str, str], tuple[float, int]] = {}  # (key, day) -> (read at, tokens)
+        self.tokens_seconds = 1.0  # how long a day's token total read from the database is reused
 
     def admit(self, caller: Caller, now: float | None = None) -> Allowance:
         """Count one request against the key's limits; 429 (QuotaExceeded) when over one."""
@@ -98,7 +101,7 @@ class Quotas:
                     why += duration(reset)
                     raise _exceeded(why, reset, Allowance(requests=requests))
             if caller.tokens_per_day:
-                used = self._tokens_on(conn, caller.name, today(now))
+                used = self._tokens_used(conn, caller.name, today(now))
                 limit, reset = caller.tokens_per_day, seconds_to_midnight(now)
                 tokens = (limit, limit - used, reset)
                 if used >= limit:
@@ -115,6 +118,9 @@ class Quotas:
         row = {"key_name": caller.name, "day": today(now), "tenant": caller.tenant, **values}
         with self.database.connect() as conn, conn.begin():
             _add(conn, self.database.dialect, days, row, ("key_name", "day"), values)
+        read = self._tokens.get((caller.name, row["day"]))
+        if read is not None:  # this replica's own use counts at once
+            self._tokens[(caller.name, row["day"])] = (read[0], read[1] + prompt_tokens + completion_tokens)
 
     def usage(self, key_name: str | None = None, since_days: int = 30) -> list[dict[str, Any]]:
         """Use by key and day, newest day first (every key's when `key_name` is None)."""
@@ -146,9 +152,16 @@ class Quotas:
             conn.execute(delete(minutes).where(minutes.c.minute < minute - 1))
         return used
 
-    def _tokens_on(self, conn: Any, name: str, day: str) -> int:
+    def _tokens_used(self, conn: Any, name: str, day: str) -> int:
+        """The key's tokens on `day`, read from the database at most once every tokens_seconds."""
+        read = self._tokens.get((name, day))
+        if read is not None and time.monotonic() - read[0] < self.tokens_seconds:
+            return read[1]
         total = days.c.prompt_tokens + days.c.completion_tokens
         used = conn.execute(select(total).where(days.c.key_name == name, days.c.day == day)).scalar()
+        if len(self._tokens) > 10_000:
+            self._tokens.clear()
+        self._tokens[(name, day)] = (time.monotonic(), int(used or 0))
         return int(used or 0)
 
 

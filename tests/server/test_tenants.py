@@ -149,6 +149,11 @@ def test_scopes_hold_on_a_real_server(keyed):
     reply = chat(server, reader).invoke({"messages": [{"role": "user", "content": "hi"}]})
     assert reply.content
     assert httpx.get(f"{server.url}/admin/keys", headers=auth(key["alice"])).status_code == 403
+    from huggingface_hub import InferenceClient
+
+    assert InferenceClient(server.url, token=reader).text_generation("Hello", max_new_tokens=2)
+    with pytest.raises(Exception, match="401"):
+        InferenceClient(server.url, token="hfc_wrong").text_generation("Hello", max_new_tokens=2)
     assert httpx.get(f"{server.url}/health").status_code == 200
     missing = httpx.get(f"{server.url}/v1/models")
     assert missing.status_code == 401 and "Bearer" in missing.headers["www-authenticate"]

@@ -303,3 +303,20 @@ def test_without_keys_nothing_changes_and_no_key_rows_are_made(tmp_path):
         assert client.get("/usage").status_code == 404
         assert "hfchain_key_requests_total{" not in client.get("/metrics").text
     assert app.state.keys.count() == 0 and app.state.quotas.usage() == []
+
+
+def test_sessions_stored_before_tenants_are_the_default_tenants(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:  # the table as it was before tenants
+        conn.execute(
+            "CREATE TABLE hfchain_session_turns (id INTEGER PRIMARY KEY, session_id VARCHAR(128) NOT NULL, "
+            "messages TEXT NOT NULL, created_at DATETIME NOT NULL)"
+        )
+        row = '[{"type": "human", "data": {"content": "old", "type": "human"}}]'
+        conn.execute("INSERT INTO hfchain_session_turns VALUES (1, 's1', ?, '2026-01-01 00:00:00')", (row,))
+    store = SessionStore(f"sqlite:///{path}")
+    assert [m.content for m in store.history("s1")] == ["old"]
+    assert store.history("s1", "alice") == [] and store.export("s1", "alice") is None
+    store.close()
