@@ -56,6 +56,7 @@ bench: install
 	HFCHAIN_RUNTIME=onnx $(BIN)/python benchmarks/tools.py --guards-only
 	$(BIN)/python benchmarks/tool_choice.py
 	$(BIN)/python benchmarks/agent.py
+	$(BIN)/python benchmarks/tenants.py
 	$(BIN)/python benchmarks/load.py --runtimes torch,onnx-fp32,onnx-int4,onnx-int4-fast
 	$(BIN)/python benchmarks/onnx_quality.py
 

@@ -96,7 +96,10 @@ def add_middleware(app: FastAPI, settings: Settings, backend: Backend) -> None:
     # Starlette wraps in reverse: the last added is the outermost
     app.add_middleware(StreamGate)  # innermost: LangServe streams answer 429/503 before any event
     app.add_middleware(Admission, limit=settings.max_concurrent_requests, counter=in_flight, metrics=metrics)
-    app.add_middleware(ApiKeyGuard, keys=app.state.keys, quotas=app.state.quotas, metrics=metrics)
+    count = _token_counter(backend)
+    app.add_middleware(
+        ApiKeyGuard, keys=app.state.keys, quotas=app.state.quotas, count=count, metrics=metrics
+    )
     if origins := settings.origins:
         app.add_middleware(
             CORSMiddleware,
@@ -112,3 +115,15 @@ def add_middleware(app: FastAPI, settings: Settings, backend: Backend) -> None:
         uploads={"/classifiers": settings.train_max_bytes},
     )
     app.add_middleware(Telemetry, metrics=metrics)
+
+
+def _token_counter(backend: Backend):
+    """Tokens in a text by the served model's tokenizer (0 while it loads)."""
+
+    def count(text: str) -> int:
+        try:
+            return backend.budget().tokens.count_text(text)
+        except HfchainError:
+            return 0
+
+    return count

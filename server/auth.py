@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from fastapi.concurrency import run_in_threadpool
@@ -13,7 +14,7 @@ from fastapi.concurrency import run_in_threadpool
 from chains.errors import HfchainError, QuotaExceeded
 from chains.tenants.caller import Caller, Scope
 from chains.tenants.keys import KeyStore
-from chains.tenants.meter import Meter
+from chains.tenants.meter import Meter, metering
 from chains.tenants.quotas import Quotas
 from server.errors import OPENAI_PREFIX, error_body, openai_status, request_id_var
 from server.guard import json_response
@@ -47,8 +48,16 @@ class ApiKeyGuard:
     Without any key (none in the environment, none ever made) requests pass as they always did.
     """
 
-    def __init__(self, app: Any, keys: KeyStore, quotas: Quotas, metrics: Any = None) -> None:
-        self.app, self.keys, self.quotas, self.metrics = app, keys, quotas, metrics
+    def __init__(
+        self,
+        app: Any,
+        keys: KeyStore,
+        quotas: Quotas,
+        count: Callable[[str], int] = lambda text: 0,
+        metrics: Any = None,
+    ) -> None:
+        """`count`: tokens in a text (the served model's tokenizer), for runs whose model reports none."""
+        self.app, self.keys, self.quotas, self.count, self.metrics = app, keys, quotas, count, metrics
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope["path"] in OPEN_PATHS or scope["method"] == "OPTIONS":
@@ -79,7 +88,8 @@ class ApiKeyGuard:
         if allowance is not None and allowance.headers and scope["path"].startswith(OPENAI_PREFIX):
             wrapped = _with_headers(send, allowance.headers)
         try:
-            return await self.app(scope, receive, wrapped)
+            with metering(meter, self.count):
+                return await self.app(scope, receive, wrapped)
         finally:
             if counted(scope["method"], scope["path"]):
                 await self._record(caller, meter)
@@ -95,6 +105,14 @@ class ApiKeyGuard:
         given = _presented_key(headers.get(b"authorization", b""))
         if given is None:
             raise _Refusal(401, "missing API key: send the header 'Authorization: Bearer <key>'")
+        if _cross_site_with_a_browser_login(scope["method"], headers):
+            raise _Refusal(
+                403,
+                "a request from another site with the browser's saved login is refused (the browser would "
+                "send it for any page that posts here): call from the server's own pages, or send the key "
+                "as 'Authorization: Bearer <key>'",
+                "permission_error",
+            )
         caller = self.keys.cached(given)
         if caller is None:
             caller = await run_in_threadpool(self.keys.lookup, given)
@@ -165,6 +183,14 @@ def _with_headers(send: Any, headers: list[tuple[bytes, bytes]]) -> Any:
         await send(message)
 
     return sending
+
+
+def _cross_site_with_a_browser_login(method: str, headers: dict[bytes, bytes]) -> bool:
+    """A change sent by another site's page with the credentials a browser keeps for Basic auth (CSRF), as
+    the browser marks it: Sec-Fetch-Site (not Origin against Host, which a proxy in front may rewrite)."""
+    if method in ("GET", "HEAD") or not headers.get(b"authorization", b"").lower().startswith(b"basic "):
+        return False
+    return headers.get(b"sec-fetch-site", b"").lower() == b"cross-site" or headers.get(b"origin") == b"null"
 
 
 def _presented_key(header: bytes) -> bytes | None:

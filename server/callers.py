@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import Request
 
 from chains.tenants.caller import DEFAULT_TENANT, Caller, Scope, with_caller
-from chains.tenants.meter import Meter, MeterCallback
+from chains.tenants.meter import Meter
 
 
 def caller(request: Request) -> Caller | None:
@@ -32,11 +32,5 @@ def meter(request: Request) -> Meter | None:
 
 
 def run_config(request: Request, config: dict[str, Any]) -> dict[str, Any]:
-    """`config` with the caller in configurable and a callback counting the tokens of the request's runs."""
-    found, counter = caller(request), meter(request)
-    if found is None or counter is None:
-        return config
-    backend = request.app.state.backend
-    callback = MeterCallback(counter, lambda text: backend.budget().tokens.count_text(text))
-    callbacks = [*(config.get("callbacks") or []), callback]
-    return {**with_caller(config, found), "callbacks": callbacks}
+    """`config` with the caller in configurable (the key guard meters the request's runs)."""
+    return with_caller(config, caller(request))

@@ -11,7 +11,7 @@ from chains.tenants.caller import (
     tenant_of,
     with_caller,
 )
-from chains.tenants.meter import USAGE_EVENT, Meter, MeterCallback
+from chains.tenants.meter import USAGE_EVENT, Meter, MeterCallback, metering
 
 __all__ = [
     "CALLER_KEY",
@@ -23,6 +23,7 @@ __all__ = [
     "MeterCallback",
     "audit",
     "caller_of",
+    "metering",
     "require",
     "tenant_of",
     "with_caller",

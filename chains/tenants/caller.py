@@ -16,7 +16,7 @@ NAME_HELP = "1-64 characters: letters, digits and . _ - (starting with a letter 
 Scope = Literal["inference", "user", "admin"]
 SCOPES: tuple[Scope, ...] = ("inference", "user", "admin")  # each allows what the ones before it do
 SCOPE_HELP = {
-    "inference": "the model routes, without stored state",
+    "inference": "the model routes (its tenant's classifiers by name too), without sessions or trainings",
     "user": "the model routes and its tenant's stored things (sessions, classifiers, trainings)",
     "admin": "everything: every tenant's data, keys and usage",
 }

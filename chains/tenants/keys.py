@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 import threading
 import time
@@ -27,9 +28,10 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from chains.database import Database
-from chains.errors import InvalidInput, NotFound
+from chains.errors import HfchainError, InvalidInput, NotFound
 from chains.tenants.caller import DEFAULT_TENANT, SCOPES, Caller, Scope, check_name
 
+log = logging.getLogger(__name__)
 MOST = {"requests_per_minute": 10**9, "tokens_per_day": 10**15}  # bounds a database column can hold
 PREFIX = "hfc_"  # new keys look like hfc_<43 url-safe characters>: easy to spot in a leaked file
 metadata = MetaData()
@@ -97,8 +99,15 @@ class KeyStore:
         checked, found = self._any
         if found or time.monotonic() - checked < self.cache_seconds:
             return found
-        with self.database.connect() as conn:
-            found = conn.execute(select(keys.c.name).limit(1)).first() is not None
+        try:
+            with self.database.connect() as conn:
+                found = conn.execute(select(keys.c.name).limit(1)).first() is not None
+        except HfchainError:
+            if checked == 0.0:
+                raise
+            # no key was ever seen and none can be made while the database is down: go on as before
+            log.warning("keys database unreachable: still serving without keys")
+            found = False
         self._any = (time.monotonic(), found)
         return found
 

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.outputs import ChatGeneration, LLMResult
+from langchain_core.tracers.context import register_configure_hook
 
 USAGE_EVENT = "hfchain_usage"  # a custom callback event: {"prompt_tokens": n, "completion_tokens": m}
+# LangChain adds the handler in this variable to every run started in its context (as it does for its own
+# tracers), so a request's runs are metered however they are started: invoke, stream, LangServe's batch
+# (which keeps only config["configurable"] of a request's configs), tools inside the agent
+_metering: ContextVar[MeterCallback | None] = ContextVar("hfchain_metering", default=None)
+register_configure_hook(_metering, inheritable=True)
 
 
 class Meter:
@@ -60,7 +68,11 @@ class MeterCallback(BaseCallbackHandler):
             self.meter.add(prompt, sum(self._counted(text) for text in texts))
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        self._prompts.pop(run_id, None)
+        """A run cut short (the client left) still used its prompt and what it generated so far."""
+        prompts = self._prompts.pop(run_id, [])
+        partial = kwargs.get("response")
+        texts = [g.text for batch in getattr(partial, "generations", None) or [] for g in batch]
+        self.meter.add(sum(self._counted(p) for p in prompts), sum(self._counted(t) for t in texts))
 
     def on_custom_event(self, name: str, data: Any, *, run_id: UUID, **kwargs: Any) -> None:
         if name == USAGE_EVENT and isinstance(data, dict):
@@ -82,3 +94,14 @@ def _reported(generation: Any) -> tuple[int, int] | None:
     if "prompt_tokens" in info or "completion_tokens" in info:
         return info.get("prompt_tokens", 0), info.get("completion_tokens", 0)
     return None
+
+
+@contextmanager
+def metering(meter: Meter, count: Callable[[str], int]) -> Iterator[MeterCallback]:
+    """Within this block, every LangChain run adds its tokens to `meter`."""
+    callback = MeterCallback(meter, count)
+    token = _metering.set(callback)
+    try:
+        yield callback
+    finally:
+        _metering.reset(token)

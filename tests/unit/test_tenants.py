@@ -320,3 +320,37 @@ def test_sessions_stored_before_tenants_are_the_default_tenants(tmp_path):
     assert [m.content for m in store.history("s1")] == ["old"]
     assert store.history("s1", "alice") == [] and store.export("s1", "alice") is None
     store.close()
+
+
+def test_a_batch_is_metered_for_every_input(tenants):
+    client, key = tenants
+    body = {"inputs": [{"prompt": "one two three"}, {"prompt": "four five six seven"}]}
+    assert client.post("/generate/batch", json=body, headers=auth(key["alice"])).status_code == 200
+    single = {"input": {"prompt": "one two three"}}
+    assert client.post("/generate/invoke", json=single, headers=auth(key["bob"])).status_code == 200
+    used = {d["key"]: d for d in client.get("/usage", headers=auth(key["root"])).json()["usage"]}
+    assert used["alice"]["prompt_tokens"] > used["bob"]["prompt_tokens"] > 0
+    assert used["alice"]["completion_tokens"] == 2 * used["bob"]["completion_tokens"] > 0
+
+
+def test_a_stream_cut_short_still_counts_its_prompt():
+    meter = Meter()
+    callback = MeterCallback(meter, lambda text: len(text.split()))
+    callback.on_llm_start({}, ["a b c d"], run_id="r1")
+    partial = LLMResult(generations=[[Generation(text="e f")]])
+    callback.on_llm_error(RuntimeError("client left"), run_id="r1", response=partial)
+    assert (meter.prompt_tokens, meter.completion_tokens) == (4, 2)
+
+
+def test_a_cross_site_post_with_the_browsers_login_is_refused(tenants):
+    import base64
+
+    client, key = tenants
+    basic = {"Authorization": "Basic " + base64.b64encode(f"x:{key['alice']}".encode()).decode()}
+    body = {"input": {"messages": USER, "session_id": "csrf"}}
+    forged = client.post("/chat/invoke", json=body, headers={**basic, "Sec-Fetch-Site": "cross-site"})
+    assert forged.status_code == 403 and "another site" in forged.json()["detail"]
+    own_page = client.post("/chat/invoke", json=body, headers={**basic, "Sec-Fetch-Site": "same-origin"})
+    assert own_page.status_code == 200
+    bearer = {**auth(key["alice"]), "Sec-Fetch-Site": "cross-site"}  # a script with the key: not CSRF
+    assert client.post("/chat/invoke", json=body, headers=bearer).status_code == 200
