@@ -38,7 +38,7 @@ class MeterCallback(BaseCallbackHandler):
     """Adds each model run's tokens to a Meter: the model's own counts when it reports them, else the
     text counted with `count` (the served model's tokenizer)."""
 
-    run_inline = True  # called in the run's thread, no executor hop
+    # not run_inline: an inline sync handler breaks astream_events' own handler (its run map loses runs)
 
     def __init__(self, meter: Meter, count: Callable[[str], int]) -> None:
         self.meter, self.count = meter, count
