@@ -126,6 +126,11 @@ class Settings(BaseSettings):
     classifier: str | None = Field(
         None, description="Classifier checkpoints for /classify: 'name=hub-id-or-folder,...'"
     )
+    embedding_model: str | None = Field(
+        None,
+        description="Encoder served by /v1/embeddings, /embed: a sentence-transformers folder or hub id "
+        "(default: the packaged all-MiniLM-L6-v2)",
+    )
     classify_method: Literal["embedding", "llm", "checkpoint"] = Field(
         "embedding", description="Default /classify method"
     )

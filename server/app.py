@@ -14,21 +14,24 @@ from pydantic import ValidationError
 
 from chains.agent.toolbox import load_mcp_tools
 from chains.backends import Backend, build_backend
+from chains.backends.encoder import Encoder, shared_encoder
 from chains.chat import build_chat_chain, system_prompt_or_default
 from chains.classify.jobs import Trainings
 from chains.classify.registry import Registry
 from chains.errors import HfchainError
+from chains.knowledge.embeddings import EmbeddingService
 from chains.sessions import SessionStore
 from chains.settings import Settings, get_settings
 from chains.tenants.keys import KeyStore
 from chains.tenants.quotas import Quotas
 from server.auth import ApiKeyGuard
+from server.embeddings_api import embeddings_router
 from server.errors import domain_error, invalid_input
 from server.guard import RequestGuard
 from server.limits import Admission, InFlight
 from server.openai_api import openai_router
 from server.ops import agent_router, classifiers_router, ops_router, sessions_router
-from server.routes import mount_chains
+from server.routes import mount_chains, mount_embed
 from server.startup import after_load
 from server.stream_gate import StreamGate
 from server.telemetry import Metrics, MetricsObserver, Telemetry
@@ -74,6 +77,11 @@ def create_app(
     app.include_router(agent_router(app.state.agent.toolbox))
     registry = Registry(settings.classifiers_dir)
     app.include_router(classifiers_router(registry, Trainings(registry), settings))
+    app.state.embeddings = EmbeddingService(
+        Encoder(settings.embedding_model) if settings.embedding_model else shared_encoder()
+    )
+    app.include_router(embeddings_router(app.state.embeddings))
+    mount_embed(app, app.state.embeddings, settings)
     app.state.keys = KeyStore(sessions.database, settings.keys(), settings.keys_cache_seconds)
     app.state.quotas = Quotas(sessions.database)
     app.include_router(tenants_router(app.state.keys, app.state.quotas))
@@ -93,6 +101,7 @@ def add_middleware(app: FastAPI, settings: Settings, backend: Backend) -> None:
         engine.observer = MetricsObserver(metrics)
     metrics.watch(engine, in_flight)
     app.state.metrics = metrics
+    metrics.watch_embeddings(app.state.embeddings)
     # Starlette wraps in reverse: the last added is the outermost
     app.add_middleware(StreamGate)  # innermost: LangServe streams answer 429/503 before any event
     app.add_middleware(Admission, limit=settings.max_concurrent_requests, counter=in_flight, metrics=metrics)

@@ -21,6 +21,7 @@ from chains.backends import Backend
 from chains.classify.registry import Registry
 from chains.errors import InvalidInput
 from chains.knobs import validate_knobs
+from chains.knowledge.embeddings import EmbeddingService, build_embed_chain
 from chains.sessions import SessionStore
 from chains.settings import Settings
 from chains.tenants.caller import tenant_of
@@ -135,3 +136,22 @@ def mount_chains(
         per_req_config_modifier=request_checker(backend, settings, agent_preflight, extra=AGENT_KEYS),
     )
     return agent
+
+
+def mount_embed(app: FastAPI, service: EmbeddingService, settings: Settings) -> None:
+    """/embed (LangServe): texts -> the served encoder's vectors."""
+
+    async def check(config: dict, request: Request) -> dict:
+        configurable = config.get("configurable") or {}
+        if configurable:
+            raise InvalidInput("/embed takes no configurable values: leave config.configurable out")
+        return run_config(request, {**config, "configurable": {}})
+
+    disabled = None if settings.playground else ["playground"]
+    langserve_routes(
+        app,
+        build_embed_chain(service),
+        path="/embed",
+        per_req_config_modifier=check,
+        disabled_endpoints=disabled,
+    )

@@ -113,6 +113,28 @@ class Metrics:
             self.prefix_tokens.set_function(lambda: engine.prefix.tokens if engine.prefix else 0)
         self.in_flight.set_function(lambda: admission.active)
 
+    def watch_embeddings(self, service: Any) -> None:
+        """hfchain_embedding_requests_total and hfchain_embedding_batches_total, read when scraped (fewer
+        batches than requests: concurrent requests were encoded together)."""
+        self.registry.register(_EmbeddingCounts(service))
+
+
+class _EmbeddingCounts:
+    """A collector over the embedding service's own counters."""
+
+    def __init__(self, service: Any) -> None:
+        self.service = service
+
+    def collect(self) -> Any:
+        from prometheus_client.core import CounterMetricFamily
+
+        yield CounterMetricFamily(
+            "hfchain_embedding_requests", "Embedding requests encoded", self.service.requests
+        )
+        yield CounterMetricFamily(
+            "hfchain_embedding_batches", "Encoder batches run for them", self.service.batches
+        )
+
 
 class MetricsObserver(Observer):
     """The engine's hooks, recorded as metrics."""

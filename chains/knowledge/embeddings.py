@@ -1,0 +1,183 @@
+"""Embeddings served from one encoder: concurrent requests are queued and encoded together in one batch
+(as TEI does), each input counted with the encoder's own tokenizer and refused when over its limit."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+from chains.backends.encoder import Encoder
+from chains.errors import InputTooLong, InvalidInput
+
+log = logging.getLogger(__name__)
+MAX_INPUTS = 2048  # OpenAI's own bound on inputs per request
+
+
+@dataclass
+class Embedded:
+    """One request's vectors (unit length, float32) and the tokens the encoder read."""
+
+    vectors: list[list[float]]
+    tokens: int
+
+
+@dataclass
+class _Job:
+    texts: list[str]
+    done: Future = field(default_factory=Future)
+
+
+class EmbeddingService:
+    """Embeds lists of texts; requests waiting at the same time share one encoder batch of up to
+    `max_batch` texts, on a worker thread of its own (never on the event loop)."""
+
+    def __init__(self, encoder: Encoder, max_batch: int = 64) -> None:
+        self.encoder, self.max_batch = encoder, max_batch
+        self.batches = 0  # encoder calls made (fewer than requests when they were batched together)
+        self.requests = 0
+        self._queue: queue.Queue[_Job] = queue.Queue()
+        self._worker: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def model(self) -> str:
+        return self.encoder.name
+
+    @property
+    def dimensions(self) -> int:
+        return self.encoder.embeddings._client.get_sentence_embedding_dimension()
+
+    def check(self, texts: list[str], truncate: bool = False) -> tuple[list[str], int]:
+        """The texts to encode (cut to the encoder's limit when `truncate`) and their token count;
+        422 for an empty request or input, 413 for an input over the limit."""
+        if not texts:
+            raise InvalidInput("input is empty: send a string or a list of strings to embed")
+        if len(texts) > MAX_INPUTS:
+            raise InvalidInput(f"{len(texts)} inputs: send at most {MAX_INPUTS} per request")
+        tokens, limit, kept, total = self.encoder.tokens, self.encoder.max_tokens, [], 0
+        for index, text in enumerate(texts):
+            if not isinstance(text, str) or not text.strip():
+                raise InvalidInput(f"input[{index}] is empty: every input needs some text")
+            count = tokens.count_text(text)
+            if count > limit and not truncate:
+                raise InputTooLong(
+                    f"input[{index}] is {count} tokens; the encoder {self.model} reads at most {limit}: "
+                    "split it (or, on POST /embed, send truncate: true)",
+                    prompt_tokens=count,
+                    budget=limit,
+                )
+            if count > limit:
+                offsets = tokens.offsets(text)
+                text = text[: offsets[limit - 1][1]]
+            kept.append(text)
+            total += min(count, limit)
+        return kept, total
+
+    def embed(self, texts: list[str], truncate: bool = False) -> Embedded:
+        """Vectors for `texts`, encoded with whatever else is waiting."""
+        kept, tokens = self.check(texts, truncate)
+        job = _Job(kept)
+        self._start()
+        self._queue.put(job)
+        return Embedded(job.done.result(), tokens)
+
+    async def aembed(self, texts: list[str], truncate: bool = False) -> Embedded:
+        """As embed(), awaited."""
+        kept, tokens = await asyncio.to_thread(self.check, texts, truncate)
+        job = _Job(kept)
+        self._start()
+        self._queue.put(job)
+        return Embedded(await asyncio.wrap_future(job.done), tokens)
+
+    def ids_to_text(self, ids: list[int]) -> str:
+        """Token ids of the encoder's own tokenizer, as the text they stand for (OpenAI's token-id input)."""
+        vocabulary = self.encoder.tokens.tokenizer.vocab_size
+        if not ids or any(not 0 <= i < vocabulary for i in ids):
+            raise InvalidInput(
+                f"token ids must be ids of the encoder's tokenizer ({self.model}: 0 to {vocabulary - 1}); "
+                "or send the text"
+            )
+        return self.encoder.tokens.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._worker is None or not self._worker.is_alive():
+                self._worker = threading.Thread(target=self._work, name="hfchain-embeddings", daemon=True)
+                self._worker.start()
+
+    def _work(self) -> None:
+        while True:
+            jobs = [self._queue.get()]
+            size = len(jobs[0].texts)
+            while size < self.max_batch:  # take whatever else is waiting, up to a batch
+                try:
+                    job = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                jobs.append(job)
+                size += len(job.texts)
+            try:
+                vectors = self.encoder.embed([text for job in jobs for text in job.texts]).tolist()
+                self.batches += 1
+            except Exception as error:  # every waiting request gets the failure, the worker goes on
+                log.exception("embedding failed")
+                for job in jobs:
+                    job.done.set_exception(error)
+                continue
+            self.requests += len(jobs)
+            start = 0
+            for job in jobs:
+                job.done.set_result(vectors[start : start + len(job.texts)])
+                start += len(job.texts)
+
+
+def build_embed_chain(service: EmbeddingService) -> Any:
+    """{"texts": [...]} or a string -> {"embeddings": [[...], ...], "model", "dimensions", "usage"}."""
+    from langchain_core.callbacks import dispatch_custom_event
+    from langchain_core.runnables import RunnableConfig, RunnableLambda
+    from pydantic import BaseModel, ConfigDict, Field
+
+    from chains.tenants.caller import caller_of
+    from chains.tenants.meter import USAGE_EVENT
+
+    class EmbedInput(BaseModel):
+        """Input of /embed."""
+
+        model_config = ConfigDict(extra="forbid")
+
+        texts: list[str] = Field(
+            min_length=1, description="The texts to embed (each within the encoder's limit)"
+        )
+
+    class EmbedOutput(BaseModel):
+        """Output of /embed."""
+
+        embeddings: list[list[float]] = Field(description="One unit vector per text, in order")
+        model: str
+        dimensions: int
+        usage: dict[str, int] = Field(description="tokens: what the encoder read")
+
+    async def run(value: Any, config: RunnableConfig) -> dict:
+        texts = [value] if isinstance(value, str) else EmbedInput.model_validate(value).texts
+        done = await service.aembed(texts)
+        if caller_of(config) is not None:
+            await asyncio.to_thread(
+                dispatch_custom_event, USAGE_EVENT, {"prompt_tokens": done.tokens}, config=config
+            )
+        return {
+            "embeddings": done.vectors,
+            "model": service.model,
+            "dimensions": len(done.vectors[0]),
+            "usage": {"tokens": done.tokens},
+        }
+
+    def run_sync(value: Any, config: RunnableConfig) -> dict:
+        return asyncio.run(run(value, config))
+
+    chain = RunnableLambda(run_sync, afunc=run, name="embed")
+    return chain.with_types(input_type=EmbedInput, output_type=EmbedOutput)
