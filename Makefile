@@ -57,6 +57,7 @@ bench: install
 	$(BIN)/python benchmarks/tool_choice.py
 	$(BIN)/python benchmarks/agent.py
 	$(BIN)/python benchmarks/tenants.py
+	$(BIN)/python benchmarks/knowledge.py
 	$(BIN)/python benchmarks/load.py --runtimes torch,onnx-fp32,onnx-int4,onnx-int4-fast
 	$(BIN)/python benchmarks/onnx_quality.py
 
