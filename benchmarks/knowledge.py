@@ -1,7 +1,8 @@
 """Embeddings throughput: the served encoder over HTTP against sentence-transformers' own batch encode of
 the same texts, side by side in one run (texts/s and the ratio).
 
-- raw: `SentenceTransformer.encode(texts, batch_size=64)` in this process (the ceiling);
+- raw: `SentenceTransformer.encode(texts, batch_size=64)` in this process (the ceiling), and the same in
+  calls of 8 texts in arrival order (the most 8 single-text clients can give a server to batch);
 - /v1/embeddings with 1 client and with 8 clients, each request one text (what retrieval queries do), and
   1 client sending lists of 32 (what ingestion does); the server batches concurrent requests together.
 
@@ -36,11 +37,15 @@ def sentences(count: int) -> list[str]:
     return [pieces[i % len(pieces)] + f" ({i})" for i in range(count)]  # distinct texts
 
 
-def raw(texts: list[str]) -> float:
+def raw(texts: list[str], per_call: int | None = None) -> float:
+    """texts/s of sentence-transformers' encode: one call for all (it sorts them by length first), or
+    calls of `per_call` texts in arrival order (what a server batching concurrent requests can do)."""
     model = Encoder().embeddings._client
     model.encode(texts[:64], batch_size=64)  # warm
+    calls = [texts[i : i + per_call] for i in range(0, len(texts), per_call)] if per_call else [texts]
     start = time.perf_counter()
-    model.encode(texts, batch_size=64, normalize_embeddings=True)
+    for call in calls:
+        model.encode(call, batch_size=64, normalize_embeddings=True)
     return len(texts) / (time.perf_counter() - start)
 
 
@@ -71,6 +76,7 @@ def main() -> None:
     time.sleep(10)  # the server's background warm-up (the tool router's encoder)
     cases = {
         "raw encode (batch 64)": lambda: raw(texts),
+        "raw encode, calls of 8 in arrival order": lambda: raw(texts, 8),
         "/v1/embeddings, 1 client, 1 text each": lambda: served(url, texts, 1, 1),
         "/v1/embeddings, 8 clients, 1 text each": lambda: served(url, texts, 8, 1),
         "/v1/embeddings, 1 client, 32 texts each": lambda: served(url, texts, 1, 32),
