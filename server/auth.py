@@ -37,7 +37,7 @@ def route_scope(path: str) -> Scope:
     return next((scope for prefix, scope in ROUTE_SCOPES if path.startswith(prefix)), "inference")
 
 
-def counted(method: str, path: str) -> bool:
+def counted(method: str) -> bool:
     """Requests that do work count against a key's quota (POSTs); pages, lists and exports do not."""
     return method == "POST"
 
@@ -67,7 +67,7 @@ class ApiKeyGuard:
             if caller is None:
                 return await self.app(scope, receive, send)  # no keys at all: the single-user service
             allowance, limited = None, caller.requests_per_minute or caller.tokens_per_day
-            if limited and counted(scope["method"], scope["path"]):
+            if limited and counted(scope["method"]):
                 allowance = await run_in_threadpool(self.quotas.admit, caller)
         except _Refusal as refusal:
             return await refusal.send(scope, send)
@@ -91,7 +91,7 @@ class ApiKeyGuard:
             with metering(meter, self.count):
                 return await self.app(scope, receive, wrapped)
         finally:
-            if counted(scope["method"], scope["path"]):
+            if counted(scope["method"]):
                 await self._record(caller, meter)
 
     async def _caller(self, scope: dict) -> Caller | None:

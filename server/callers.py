@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import Request
 
-from chains.tenants.caller import DEFAULT_TENANT, Caller, Scope, with_caller
+from chains.tenants.caller import DEFAULT_TENANT, Caller, with_caller
 from chains.tenants.meter import Meter
 
 
@@ -19,12 +19,6 @@ def tenant(request: Request) -> str:
     """The tenant whose stored things the request reads and changes."""
     found = caller(request)
     return found.tenant if found is not None else DEFAULT_TENANT
-
-
-def require(request: Request, scope: Scope, what: str) -> None:
-    """403 unless the caller (if any) has `scope`."""
-    if (found := caller(request)) is not None:
-        found.require(scope, what)
 
 
 def meter(request: Request) -> Meter | None:

@@ -162,22 +162,26 @@ def build_embed_chain(service: EmbeddingService) -> Any:
         dimensions: int
         usage: dict[str, int] = Field(description="tokens: what the encoder read")
 
-    async def run(value: Any, config: RunnableConfig) -> dict:
-        texts = [value] if isinstance(value, str) else EmbedInput.model_validate(value).texts
-        done = await service.aembed(texts)
-        if caller_of(config) is not None:
-            await asyncio.to_thread(
-                dispatch_custom_event, USAGE_EVENT, {"prompt_tokens": done.tokens}, config=config
-            )
+    def texts_of(value: Any) -> list[str]:
+        return [value] if isinstance(value, str) else EmbedInput.model_validate(value).texts
+
+    def answer(done: Embedded, config: RunnableConfig) -> dict:
+        if caller_of(config) is not None:  # the encoder's tokens count for the caller's quota
+            dispatch_custom_event(USAGE_EVENT, {"prompt_tokens": done.tokens}, config=config)
+        dimensions = len(done.vectors[0])
         return {
             "embeddings": done.vectors,
             "model": service.model,
-            "dimensions": len(done.vectors[0]),
+            "dimensions": dimensions,
             "usage": {"tokens": done.tokens},
         }
 
-    def run_sync(value: Any, config: RunnableConfig) -> dict:
-        return asyncio.run(run(value, config))
+    def run(value: Any, config: RunnableConfig) -> dict:
+        return answer(service.embed(texts_of(value)), config)
 
-    chain = RunnableLambda(run_sync, afunc=run, name="embed")
+    async def arun(value: Any, config: RunnableConfig) -> dict:
+        done = await service.aembed(texts_of(value))
+        return await asyncio.to_thread(answer, done, config)
+
+    chain = RunnableLambda(run, afunc=arun, name="embed")
     return chain.with_types(input_type=EmbedInput, output_type=EmbedOutput)

@@ -159,7 +159,7 @@ def test_scopes_hold_on_a_real_server(keyed):
     assert missing.status_code == 401 and "Bearer" in missing.headers["www-authenticate"]
 
 
-def early_in_a_minute(margin: float = 20) -> None:
+def early_in_a_minute(margin: float = 30) -> None:
     """Wait for the next minute if this one has under `margin` seconds left (quotas count per minute)."""
     if time.time() % 60 > 60 - margin:
         time.sleep(60.5 - time.time() % 60)

@@ -67,3 +67,16 @@ def test_inputs_are_checked_before_any_work():
         service.embed(["word " * 40])
     kept, tokens = service.check(["word " * 40], truncate=True)
     assert tokens == 8 and len(kept[0]) < len("word " * 40)
+
+
+def test_the_embed_chain_answers_invoke_and_ainvoke():
+    import asyncio
+
+    from chains.knowledge.embeddings import build_embed_chain
+
+    encoder = FakeEncoder()
+    encoder.release.set()
+    chain = build_embed_chain(EmbeddingService(encoder))
+    out = chain.invoke({"texts": ["ab", "abc"]})
+    assert out["embeddings"] == [[2.0, 0.0], [3.0, 0.0]] and out["dimensions"] == 2
+    assert asyncio.run(chain.ainvoke("abcd"))["embeddings"] == [[4.0, 0.0]]
