@@ -62,11 +62,9 @@ class ApiKeyGuard:
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope["path"] in OPEN_PATHS or scope["method"] == "OPTIONS":
             return await self.app(scope, receive, send)
-        try:
-            caller = await self._caller(scope)
-            if caller is None:
-                return await self.app(scope, receive, send)  # no keys at all: the single-user service
-            allowance, limited = None, caller.requests_per_minute or caller.tokens_per_day
+        try:  # only the guard's own work: errors of the route are the route's
+            caller, allowance = await self._caller(scope), None
+            limited = caller is not None and (caller.requests_per_minute or caller.tokens_per_day)
             if limited and counted(scope["method"]):
                 allowance = await run_in_threadpool(self.quotas.admit, caller)
         except _Refusal as refusal:
@@ -81,6 +79,8 @@ class ApiKeyGuard:
             return await _Refusal(error.status_code, error.message, error.error_type, [], error.details).send(
                 scope, send
             )
+        if caller is None:
+            return await self.app(scope, receive, send)  # no keys at all: the single-user service
         meter = Meter()
         state = scope.setdefault("state", {})
         state["hfchain_caller"], state["hfchain_meter"] = caller, meter
