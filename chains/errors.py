@@ -101,3 +101,24 @@ class SessionsUnavailable(HfchainError):
 
     status_code = 503
     error_type = "sessions_unavailable"
+
+
+class UnsupportedMediaType(HfchainError):
+    """An uploaded file of a kind hfchain cannot read; the message lists the kinds it can."""
+
+    status_code = 415
+    error_type = "unsupported_media_type"
+
+
+class PayloadTooLarge(HfchainError):
+    """An upload, or the text inside it, over a configured limit."""
+
+    status_code = 413
+    error_type = "payload_too_large"
+
+
+class Conflict(HfchainError):
+    """The named thing exists already (e.g. a collection of that name)."""
+
+    status_code = 409
+    error_type = "conflict"

@@ -131,11 +131,40 @@ class Settings(BaseSettings):
         description="Encoder served by /v1/embeddings, /embed: a sentence-transformers folder or hub id "
         "(default: the packaged all-MiniLM-L6-v2)",
     )
+    documents_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of the document store: postgresql+psycopg://... (pgvector, shared by "
+        "replicas) or sqlite:///...; default: the sessions database when it is PostgreSQL, else "
+        "HFCHAIN_DATA_DIR/documents.db",
+    )
+    chunk_tokens: int = Field(
+        128, ge=16, le=512, description="Encoder tokens per document chunk (at most what the encoder reads)"
+    )
+    chunk_overlap: int = Field(16, ge=0, le=256, description="Encoder tokens repeated between chunks")
+    ingest_max_bytes: int = Field(
+        50 * 1024 * 1024, ge=1024, description="Largest document upload (POST /collections/{name}/documents)"
+    )
+    ingest_max_chars: int = Field(
+        5_000_000, ge=1000, description="Most characters of text one document may hold after parsing"
+    )
+    ingest_job_bytes: int = Field(
+        256 * 1024,
+        ge=0,
+        description="Uploads at least this large are ingested as a job (202, progress in GET /collections/"
+        "{name}); smaller ones are answered when stored",
+    )
+    ask_min_score: float = Field(
+        0.3,
+        ge=-1,
+        le=1,
+        description="/ask: the best chunk's cosine similarity must reach this, else the answer is that the "
+        "documents do not say",
+    )
     classify_method: Literal["embedding", "llm", "checkpoint"] = Field(
         "embedding", description="Default /classify method"
     )
     agent_tools: str = Field(
-        "calculator,current_time,count_tokens,summarize,classify",
+        "calculator,current_time,count_tokens,summarize,classify,search_documents",
         description="/agent tools, comma-separated: built-in names and Python module:attribute entries",
     )
     agent_mcp_servers: str | None = Field(
@@ -235,6 +264,8 @@ class Settings(BaseSettings):
                 f"HFCHAIN_DEVICE={self.device} applies to the torch runtime; with HFCHAIN_RUNTIME=onnx set "
                 "HFCHAIN_ONNX_PROVIDER=cuda (needs onnxruntime-gpu) and leave HFCHAIN_DEVICE=cpu"
             )
+        if self.chunk_overlap >= self.chunk_tokens:
+            raise ValueError("HFCHAIN_CHUNK_OVERLAP must be smaller than HFCHAIN_CHUNK_TOKENS")
         if self.max_new_tokens > self.max_new_tokens_limit:
             raise ValueError("HFCHAIN_MAX_NEW_TOKENS must not exceed HFCHAIN_MAX_NEW_TOKENS_LIMIT")
         return self
@@ -256,6 +287,15 @@ class Settings(BaseSettings):
     def classifiers_dir(self) -> Path:
         """Where trained classifiers are kept: HFCHAIN_DATA_DIR/classifiers."""
         return self.data_dir / "classifiers"
+
+    @property
+    def documents_database(self) -> str:
+        """The document store's URL: HFCHAIN_DOCUMENTS_URL, the sessions' PostgreSQL, or a SQLite file."""
+        if self.documents_url:
+            return self.documents_url
+        if self.sessions_url and self.sessions_url.startswith("postgresql"):
+            return self.sessions_url
+        return f"sqlite:///{self.data_dir / 'documents.db'}"
 
     @property
     def sessions_database(self) -> str:

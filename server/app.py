@@ -19,19 +19,22 @@ from chains.chat import build_chat_chain, system_prompt_or_default
 from chains.classify.jobs import Trainings
 from chains.classify.registry import Registry
 from chains.errors import HfchainError
+from chains.knowledge import build_knowledge
 from chains.knowledge.embeddings import EmbeddingService
+from chains.knowledge.jobs import Ingestions
 from chains.sessions import SessionStore
 from chains.settings import Settings, get_settings
 from chains.tenants.keys import KeyStore
 from chains.tenants.quotas import Quotas
 from server.auth import ApiKeyGuard
+from server.collections_api import UPLOAD_PATH, collections_router
 from server.embeddings_api import embeddings_router
 from server.errors import domain_error, invalid_input
 from server.guard import RequestGuard
 from server.limits import Admission, InFlight
 from server.openai_api import openai_router
 from server.ops import agent_router, classifiers_router, ops_router, sessions_router
-from server.routes import mount_chains, mount_embed
+from server.routes import mount_chains, mount_embed, mount_knowledge
 from server.startup import after_load
 from server.stream_gate import StreamGate
 from server.telemetry import Metrics, MetricsObserver, Telemetry
@@ -57,6 +60,7 @@ def create_app(
         await load_mcp_tools(app.state.agent.toolbox, settings.agent_mcp_servers)
         yield
         backend.stop()
+        app.state.ingestions.close()
         sessions.close()
 
     app = FastAPIOffline(  # /docs and /redoc with their assets served from the package: no CDN
@@ -73,15 +77,21 @@ def create_app(
     app.include_router(sessions_router(sessions))
     app.include_router(openai_router(chat, settings.sessions_from_user))
     app.include_router(tgi_router(backend.configurable_llm()))
-    app.state.agent = mount_chains(app, backend, settings, chat, sessions)
-    app.include_router(agent_router(app.state.agent.toolbox))
-    registry = Registry(settings.classifiers_dir)
-    app.include_router(classifiers_router(registry, Trainings(registry), settings))
     app.state.embeddings = EmbeddingService(
         Encoder(settings.embedding_model) if settings.embedding_model else shared_encoder()
     )
     app.include_router(embeddings_router(app.state.embeddings))
     mount_embed(app, app.state.embeddings, settings)
+    app.state.knowledge = build_knowledge(settings, app.state.embeddings)
+    app.state.ingestions = Ingestions(app.state.knowledge)
+    app.include_router(
+        collections_router(app.state.knowledge, app.state.ingestions, settings.ingest_job_bytes)
+    )
+    mount_knowledge(app, app.state.knowledge, backend, settings)
+    app.state.agent = mount_chains(app, backend, settings, chat, sessions, app.state.knowledge)
+    app.include_router(agent_router(app.state.agent.toolbox))
+    registry = Registry(settings.classifiers_dir)
+    app.include_router(classifiers_router(registry, Trainings(registry), settings))
     app.state.keys = KeyStore(sessions.database, settings.keys(), settings.keys_cache_seconds)
     app.state.quotas = Quotas(sessions.database)
     app.include_router(tenants_router(app.state.keys, app.state.quotas))
@@ -121,7 +131,7 @@ def add_middleware(app: FastAPI, settings: Settings, backend: Backend) -> None:
         RequestGuard,
         max_body_bytes=settings.max_body_bytes,
         on_disconnect=metrics.disconnects.inc,
-        uploads={"/classifiers": settings.train_max_bytes},
+        uploads={"/classifiers": settings.train_max_bytes, UPLOAD_PATH: settings.ingest_max_bytes},
     )
     app.add_middleware(Telemetry, metrics=metrics)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -29,11 +30,15 @@ ROUTE_SCOPES: list[tuple[str, Scope]] = [
     ("/metrics", "admin"),
     ("/sessions/", "user"),
     ("/classifiers", "user"),
+    ("/collections", "user"),
 ]
+SEARCH_PATH = re.compile(r"^/collections/[^/]+/search$")  # reading the tenant's documents: inference
 
 
 def route_scope(path: str) -> Scope:
     """The scope a request to `path` needs."""
+    if SEARCH_PATH.match(path):
+        return "inference"
     return next((scope for prefix, scope in ROUTE_SCOPES if path.startswith(prefix)), "inference")
 
 

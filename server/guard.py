@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import uuid
 from typing import Any
 
@@ -53,7 +54,15 @@ class RequestGuard:
         self, app: Any, max_body_bytes: int, on_disconnect: Any = None, uploads: dict[str, int] | None = None
     ) -> None:
         self.app, self.max_body_bytes, self.on_disconnect = app, max_body_bytes, on_disconnect
-        self.uploads = uploads or {}  # path -> its own size limit; its body may be a multipart form
+        # path (or a regular expression starting with ^) -> its own size limit; its body may be a form
+        self.uploads = uploads or {}
+
+    def _upload_limit(self, path: str) -> int | None:
+        """The body limit of an upload route (None: not one)."""
+        for pattern, limit in self.uploads.items():
+            if path == pattern or (pattern.startswith("^") and re.match(pattern, path)):
+                return limit
+        return None
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -71,10 +80,11 @@ class RequestGuard:
         if scope["method"] != "POST":
             return await self._call(scope, receive, send_with_id, rid_header)
         path = scope.get("path", "")
-        limit = self.uploads.get(path, self.max_body_bytes)
+        upload = self._upload_limit(path)
+        limit = self.max_body_bytes if upload is None else upload
         body = await self._read_body(receive, limit)
         kind = headers.get(b"content-type", b"")
-        form = path in self.uploads and kind.startswith((b"multipart/form-data", b"application/x-www-form"))
+        form = upload is not None and kind.startswith((b"multipart/form-data", b"application/x-www-form"))
         if body is None:
             checked: Any = (413, f"request body is over {limit} bytes: send less")
         else:

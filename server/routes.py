@@ -21,7 +21,10 @@ from chains.backends import Backend
 from chains.classify.registry import Registry
 from chains.errors import InvalidInput
 from chains.knobs import validate_knobs
+from chains.knowledge.answers import AskInput, build_ask_chain
+from chains.knowledge.collections import Knowledge
 from chains.knowledge.embeddings import EmbeddingService, build_embed_chain
+from chains.knowledge.retrieval import build_retrieve_chain
 from chains.sessions import SessionStore
 from chains.settings import Settings
 from chains.tenants.caller import tenant_of
@@ -77,7 +80,12 @@ def _inputs(body: object, index: int) -> list:
 
 
 def mount_chains(
-    app: FastAPI, backend: Backend, settings: Settings, chat: Runnable, sessions: SessionStore | None
+    app: FastAPI,
+    backend: Backend,
+    settings: Settings,
+    chat: Runnable,
+    sessions: SessionStore | None,
+    knowledge: Knowledge | None = None,
 ) -> AgentRunnable:
     """/generate, /chat, /summarize, /classify, /agent: invoke, batch, stream, stream_events, schemas,
     playground. Returns the agent (its MCP tools load when the app starts).
@@ -124,7 +132,7 @@ def mount_chains(
         path="/classify",
         per_req_config_modifier=request_checker(backend, settings, classify_preflight),
     )
-    agent = build_agent(backend, settings, summarize, classify, sessions)
+    agent = build_agent(backend, settings, summarize, classify, sessions, knowledge)
 
     def agent_preflight(_backend: Backend, value: object, config: dict) -> None:
         agent.check(value, config)
@@ -153,5 +161,35 @@ def mount_embed(app: FastAPI, service: EmbeddingService, settings: Settings) -> 
         build_embed_chain(service),
         path="/embed",
         per_req_config_modifier=check,
+        disabled_endpoints=disabled,
+    )
+
+
+def mount_knowledge(app: FastAPI, knowledge: Knowledge, backend: Backend, settings: Settings) -> None:
+    """/retrieve (Documents from the caller's collection) and /ask (a cited answer, streamed)."""
+    disabled = None if settings.playground else ["playground"]
+
+    async def check_retrieve(config: dict, request: Request) -> dict:
+        if config.get("configurable"):
+            raise InvalidInput("/retrieve takes no configurable values: leave config.configurable out")
+        return run_config(request, {**config, "configurable": {}})
+
+    langserve_routes(
+        app,
+        build_retrieve_chain(knowledge),
+        path="/retrieve",
+        per_req_config_modifier=check_retrieve,
+        disabled_endpoints=disabled,
+    )
+
+    def ask_preflight(_backend: Backend, value: object, config: dict) -> None:
+        asked = AskInput.model_validate(value)  # 422 before any event is streamed
+        knowledge.store.usable(tenant_of(config), asked.collection)  # 404 for another tenant's, too
+
+    langserve_routes(
+        app,
+        build_ask_chain(knowledge, backend, settings.ask_min_score),
+        path="/ask",
+        per_req_config_modifier=request_checker(backend, settings, ask_preflight),
         disabled_endpoints=disabled,
     )

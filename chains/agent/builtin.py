@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import ast
+import asyncio
 import math
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from langchain_core.runnables import Runnable
+from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
 from pydantic import BaseModel, Field
 from simpleeval import DEFAULT_OPERATORS, InvalidExpression, SimpleEval
+
+from chains.tenants.caller import tenant_of
 
 MAX_EXPONENT = 1000  # keeps 9**9**9 and friends from tying up a worker
 MAX_EXPRESSION = 500
@@ -127,6 +130,49 @@ def chain_tools(count: Callable[[str], int], summarize: Runnable, classify: Runn
             coroutine=classify_text,
         ),
     }
+
+
+class SearchArgs(BaseModel):
+    query: str = Field(description="What to look for in the documents", min_length=1, max_length=2000)
+    collection: str | None = Field(None, description="The collection to search (default: every one)")
+
+
+SEARCH_HITS = 4  # passages the agent reads per search
+
+
+def knowledge_tools(knowledge: Any) -> dict[str, BaseTool]:
+    """search_documents: hybrid search over the caller's collections (chains.knowledge.Knowledge)."""
+
+    def search_documents(query: str, config: RunnableConfig, collection: str | None = None) -> str:
+        tenant = tenant_of(config)
+        names = [collection] if collection else knowledge.names(tenant)
+        if not names:
+            return "There are no documents to search yet: upload some to a collection first."
+        found = []
+        for name in names:
+            found += [(name, hit) for hit in knowledge.search(tenant, name, query, SEARCH_HITS)]
+        found.sort(key=lambda pair: -pair[1]["score"])
+        if not found:
+            return f"Nothing in {', '.join(names)} matches {query!r}."
+        return "\n\n".join(_passage(name, hit) for name, hit in found[:SEARCH_HITS])
+
+    async def asearch_documents(query: str, config: RunnableConfig, collection: str | None = None) -> str:
+        return await asyncio.to_thread(search_documents, query, config, collection)
+
+    description = (
+        "Search the user's own documents (uploaded files, notes, reports) for passages about a question, "
+        "with their sources."
+    )
+    return {
+        "search_documents": _tool(
+            search_documents, "search_documents", description, SearchArgs, coroutine=asearch_documents
+        )
+    }
+
+
+def _passage(collection: str, hit: dict) -> str:
+    page = f", page {hit['page']}" if hit.get("page") else ""
+    return f"[{collection}/{hit['document_id']}{page}] {' '.join(hit['text'].split())}"
 
 
 def _label_and_scores(result: dict) -> dict:

@@ -273,10 +273,14 @@ def build_agent(
     summarize: Runnable,
     classify: Runnable,
     sessions: SessionStore | None = None,
+    knowledge: Any = None,
 ) -> AgentRunnable:
-    """The agent over the backend with the tools HFCHAIN_AGENT_TOOLS names (MCP tools: load_mcp_tools)."""
+    """The agent over the backend with the tools HFCHAIN_AGENT_TOOLS names (MCP tools: load_mcp_tools);
+    `knowledge` (chains.knowledge.Knowledge) gives it search_documents."""
     chain_tools = builtin.chain_tools(
         lambda text: backend.budget().tokens.count_text(text), summarize, classify
     )
+    if knowledge is not None:
+        chain_tools |= builtin.knowledge_tools(knowledge)
     toolbox = build_toolbox(settings.agent_tools, {**builtin.plain_tools(), **chain_tools})
     return AgentRunnable(backend, toolbox, AgentLimits.from_settings(settings), sessions)

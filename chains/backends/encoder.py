@@ -26,6 +26,8 @@ class Encoder:
 
     def __init__(self, source: str | None = None) -> None:
         self.source = source
+        if source:  # a folder by its name, a hub id as it is
+            self.name = Path(source).name if Path(source).is_dir() else source
         self._embeddings: Any = None
         self._tokens: Tokens | None = None
         self._lock = threading.RLock()
@@ -50,7 +52,9 @@ class Encoder:
         changes its truncation and padding state on every encode (not safe to share across threads)."""
         with self._lock:
             if self._tokens is None:
-                self._tokens = Tokens(copy.deepcopy(self.embeddings._client.tokenizer))
+                tokenizer = copy.deepcopy(self.embeddings._client.tokenizer)
+                tokenizer.model_max_length = 10**9  # counts and splits long texts: no length warning
+                self._tokens = Tokens(tokenizer)
             return self._tokens
 
     @property

@@ -50,7 +50,9 @@ class EmbeddingService:
 
     @property
     def dimensions(self) -> int:
-        return self.encoder.embeddings._client.get_sentence_embedding_dimension()
+        model = self.encoder.embeddings._client
+        named = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        return named()
 
     def check(self, texts: list[str], truncate: bool = False) -> tuple[list[str], int]:
         """The texts to encode (cut to the encoder's limit when `truncate`) and their token count;

@@ -12,7 +12,7 @@ from langchain_core.messages import BaseMessage, SystemMessage
 from chains.errors import InvalidInput
 from chains.prompts import load_prompt
 from chains.tools.calls import chosen_tools, openai_tools, with_tools
-from chains.tools.grammar import json_grammar, tools_grammar
+from chains.tools.grammar import json_grammar, regex_grammar, tools_grammar
 
 
 @dataclass
@@ -66,6 +66,8 @@ def _format_plan(response_format: dict) -> CallPlan:
         schema = response_format["value"]
         hint = load_prompt("json_system").format(schema=json.dumps(schema, ensure_ascii=False))
         return CallPlan(grammar=json_grammar(schema), schema_hint=hint)
+    if kind == "regex" and isinstance(response_format.get("value"), str):  # TGI's regex grammar
+        return CallPlan(grammar=regex_grammar(response_format["value"]))
     if kind == "json_object":
         return CallPlan(
             grammar=json_grammar(None), schema_hint=load_prompt("json_system").format(schema="{}")
@@ -78,7 +80,7 @@ def _format_plan(response_format: dict) -> CallPlan:
         hint = load_prompt("json_system").format(schema=json.dumps(schema, ensure_ascii=False))
         return CallPlan(grammar=json_grammar(schema), schema_hint=hint)
     raise InvalidInput(
-        f"response_format.type {kind!r} is not supported: use text, json_object or json_schema"
+        f"response_format.type {kind!r} is not supported: use text, json_object, json_schema or regex"
     )
 
 

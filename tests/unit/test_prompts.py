@@ -13,6 +13,7 @@ VARIABLES = {
     "classify_label": {"label"},
     "classify_hypothesis": {"label"},
     "classify_llm": {"labels", "text"},
+    "ask_system": {"sources"},
 }
 
 

@@ -1,0 +1,142 @@
+"""Cited answers from a collection (/ask): retrieve, keep as many chunks as the token budget holds, and
+answer with `[n]` markers that can only name a chunk the model was given (a regex grammar on the local
+backend). When no chunk is close enough to the question, the answer says so without calling the model."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Iterator
+from typing import Any, Literal
+
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+from langchain_core.runnables import Runnable, RunnableConfig
+from langchain_core.runnables.utils import AddableDict
+from pydantic import BaseModel, ConfigDict, Field
+
+from chains.backends import Backend
+from chains.budget import Budget
+from chains.configurable import DeclaredGenerator
+from chains.errors import InputTooLong
+from chains.knowledge.collections import Knowledge
+from chains.prompts import load_prompt
+from chains.tenants.caller import NAME_PATTERN, tenant_of
+
+CITATION = re.compile(r"\[(\d+)\]")
+NOT_FOUND = "The documents in {collection!r} do not say: no passage is close enough to the question."
+
+
+class AskInput(BaseModel):
+    """Input of /ask."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    question: str = Field(min_length=1, max_length=4000, description="The question to answer")
+    collection: str = Field(pattern=NAME_PATTERN, description="The collection to answer from")
+    k: int = Field(5, ge=1, le=20, description="Chunks to retrieve (as many as fit the budget are used)")
+    filter: dict[str, Any] | None = Field(None, description="Metadata the chunks' documents must match")
+    mode: Literal["hybrid", "vector", "text"] = "hybrid"
+
+
+class AskOutput(BaseModel):
+    """Output of /ask (streamed: the answer's tokens, then the citations)."""
+
+    answer: str
+    citations: list[dict] = Field(description="The sources the answer cites: n, document_id, text, page, ...")
+    sources: list[dict] = Field(description="Every source the model was given, numbered as in the answer")
+    sources_used: int = Field(description="Chunks that fit the token budget and were given to the model")
+    retrieved: int = Field(description="Chunks retrieved")
+    found: bool = Field(description="False when no chunk was close enough to answer from")
+    collection: str
+
+
+def citation_pattern(count: int) -> str:
+    """Answers that open with a citation and cite only sources 1..count ([ and ] only in citations)."""
+    number = "(" + "|".join(str(n) for n in range(count, 0, -1)) + ")"
+    return rf"\[{number}\] ([^\[\]]|\[{number}\])*"
+
+
+def render_sources(sources: list[dict]) -> str:
+    """The numbered sources as the prompt shows them."""
+    lines = []
+    for n, source in enumerate(sources, start=1):
+        where = source["document_id"] + (f", page {source['page']}" if source.get("page") else "")
+        lines.append(f"[{n}] ({where}) {' '.join(source['text'].split())}")
+    return "\n\n".join(lines)
+
+
+def messages_for(question: str, sources: list[dict]) -> list[BaseMessage]:
+    """The model call for `question` over `sources`."""
+    system = load_prompt("ask_system").format(sources=render_sources(sources))
+    return [SystemMessage(content=system), HumanMessage(content=question)]
+
+
+def fitting(budget: Budget, max_new_tokens: int, question: str, results: list[dict]) -> list[dict]:
+    """The best results that fit the budget together with the prompt (413 when not even one does)."""
+    limit, kept = budget.limit(max_new_tokens), []
+    for result in results:
+        if budget.count_messages(messages_for(question, [*kept, result])) > limit:
+            break
+        kept.append(result)
+    if not kept:
+        needed = budget.count_messages(messages_for(question, results[:1]))
+        budget.check(needed, max_new_tokens)  # raises InputTooLong with the numbers
+        raise InputTooLong(f"the question and one source do not fit the budget of {limit} tokens")
+    return kept
+
+
+def relevant(results: list[dict], min_score: float, mode: str) -> bool:
+    """Whether the best chunk is close enough to answer from (text mode: any full-text match)."""
+    if mode == "text":
+        return bool(results)
+    scores = [r["vector_score"] for r in results if r["vector_score"] is not None]
+    return bool(scores) and max(scores) >= min_score
+
+
+def cited(answer: str, sources: list[dict]) -> list[dict]:
+    """The sources the answer names, in the order of their numbers."""
+    numbers = sorted({int(n) for n in CITATION.findall(answer) if 1 <= int(n) <= len(sources)})
+    return [{"n": n, **sources[n - 1]} for n in numbers]
+
+
+def build_ask_chain(knowledge: Knowledge, backend: Backend, min_score: float) -> Runnable:
+    """{"question", "collection", "k"?} -> {"answer", "citations", ...}; streams the answer's tokens."""
+    model = backend.configurable_chat_model()
+    constrained = backend.engine is not None  # grammars run on the local backend
+
+    def transform(inputs: Iterator[dict], config: RunnableConfig) -> Iterator[AddableDict]:
+        value = AskInput.model_validate(next(iter(inputs)))
+        results = knowledge.search(
+            tenant_of(config), value.collection, value.question, value.k, value.filter, value.mode
+        )
+        done = {"retrieved": len(results), "collection": value.collection}
+        if not relevant(results, min_score, value.mode):
+            text = NOT_FOUND.format(collection=value.collection)
+            yield AddableDict(answer=text, citations=[], sources=[], sources_used=0, found=False, **done)
+            return
+        max_new = backend.max_new_tokens_of(config)
+        sources = fitting(backend.budget(), max_new, value.question, results)
+        concrete, call_config = model.prepare(config)
+        if constrained:
+            concrete = concrete.bind(
+                response_format={"type": "regex", "value": citation_pattern(len(sources))}
+            )
+        reply = None
+        for chunk in concrete.stream(messages_for(value.question, sources), call_config):
+            reply = chunk if reply is None else reply + chunk
+            if chunk.content:
+                yield AddableDict(answer=chunk.content)
+        answer = (reply or AIMessage(content="")).content
+        numbered = [{"n": n, **s} for n, s in enumerate(sources, start=1)]
+        yield AddableDict(
+            citations=cited(answer, sources), sources=numbered, sources_used=len(sources), found=True, **done
+        )
+
+    async def atransform(inputs: AsyncIterator[dict], config: RunnableConfig) -> AsyncIterator[AddableDict]:
+        values = [value async for value in inputs]
+        steps = transform(iter(values), config)
+        while (step := await asyncio.to_thread(next, steps, None)) is not None:  # keeps the contextvars
+            yield step
+
+    chain = DeclaredGenerator(transform, atransform, model.config_specs, name="ask")
+    return chain.with_types(input_type=AskInput, output_type=AskOutput)
