@@ -153,6 +153,12 @@ class Settings(BaseSettings):
         description="Uploads at least this large are ingested as a job (202, progress in GET /collections/"
         "{name}); smaller ones are answered when stored",
     )
+    ask_style: Literal["auto", "quote", "free"] = Field(
+        "auto",
+        description="/ask: quote = the answer is a sentence of a source, picked by the model among the "
+        "closest to the question (grounded even on a small model); free = the model's own words with [n] "
+        "citations; auto = quote for the embedded model, free for a model you name",
+    )
     ask_min_score: float = Field(
         0.3,
         ge=-1,

@@ -1,4 +1,4 @@
-"""The `hfchain` command: serve, generate, chat, agent, summarize, classify."""
+"""The `hfchain` command: serve, generate, chat, agent, summarize, classify, ingest, keys."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from chains.settings import ENV_PREFIX, Settings, SettingsError, load_settings
+from server.ingest_cli import ingest
 
 app = typer.Typer(
     help="Serve Hugging Face models through LangChain.", no_args_is_help=True, add_completion=False
@@ -544,6 +545,9 @@ def keys_revoke(name: Annotated[str, typer.Argument(help="The key's name")]) -> 
         raise typer.Exit(2) from None
     audit("key.revoked", None, record["tenant"], name=name, by="cli")
     typer.echo(f"revoked key {name!r} (tenant {record['tenant']})", err=True)
+
+
+app.command("ingest")(ingest)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -21,7 +21,7 @@ from chains.backends import Backend
 from chains.classify.registry import Registry
 from chains.errors import InvalidInput
 from chains.knobs import validate_knobs
-from chains.knowledge.answers import AskInput, build_ask_chain
+from chains.knowledge.answers import AskInput, ask_style, build_ask_chain
 from chains.knowledge.collections import Knowledge
 from chains.knowledge.embeddings import EmbeddingService, build_embed_chain
 from chains.knowledge.retrieval import build_retrieve_chain
@@ -188,7 +188,7 @@ def mount_knowledge(app: FastAPI, knowledge: Knowledge, backend: Backend, settin
 
     langserve_routes(
         app,
-        build_ask_chain(knowledge, backend, settings.ask_min_score),
+        build_ask_chain(knowledge, backend, settings.ask_min_score, ask_style(settings)),
         path="/ask",
         per_req_config_modifier=request_checker(backend, settings, ask_preflight),
         disabled_endpoints=disabled,

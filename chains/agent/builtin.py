@@ -145,16 +145,19 @@ def knowledge_tools(knowledge: Any) -> dict[str, BaseTool]:
 
     def search_documents(query: str, config: RunnableConfig, collection: str | None = None) -> str:
         tenant = tenant_of(config)
-        names = [collection] if collection else knowledge.names(tenant)
-        if not names:
+        every, note = knowledge.names(tenant), ""
+        if not every:
             return "There are no documents to search yet: upload some to a collection first."
+        names = [collection] if collection in every else every
+        if collection and collection not in every:  # a small model invents names: search them all
+            note = f"(There is no collection {collection!r}; searched {', '.join(every)}.)\n\n"
         found = []
         for name in names:
             found += [(name, hit) for hit in knowledge.search(tenant, name, query, SEARCH_HITS)]
         found.sort(key=lambda pair: -pair[1]["score"])
         if not found:
             return f"Nothing in {', '.join(names)} matches {query!r}."
-        return "\n\n".join(_passage(name, hit) for name, hit in found[:SEARCH_HITS])
+        return note + "\n\n".join(_passage(name, hit) for name, hit in found[:SEARCH_HITS])
 
     async def asearch_documents(query: str, config: RunnableConfig, collection: str | None = None) -> str:
         return await asyncio.to_thread(search_documents, query, config, collection)

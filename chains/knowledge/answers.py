@@ -1,6 +1,8 @@
 """Cited answers from a collection (/ask): retrieve, keep as many chunks as the token budget holds, and
 answer with `[n]` markers that can only name a chunk the model was given (a regex grammar on the local
-backend). When no chunk is close enough to the question, the answer says so without calling the model."""
+backend). Two styles: "quote" (the model picks, among the source sentences closest to the question, the
+one to quote: grounded even on a 135M model) and "free" (its own words). When no chunk is close enough to
+the question, the answer says so without calling the model."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import re
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, Literal
 
+import numpy as np
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.utils import AddableDict
@@ -23,7 +26,10 @@ from chains.prompts import load_prompt
 from chains.tenants.caller import NAME_PATTERN, tenant_of
 
 CITATION = re.compile(r"\[(\d+)\]")
+SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+")
 NOT_FOUND = "The documents in {collection!r} do not say: no passage is close enough to the question."
+QUOTE_CHOICES = 3  # sentences, closest to the question by the encoder, that a quoted answer picks from
+Style = Literal["quote", "free"]
 
 
 class AskInput(BaseModel):
@@ -36,6 +42,9 @@ class AskInput(BaseModel):
     k: int = Field(5, ge=1, le=20, description="Chunks to retrieve (as many as fit the budget are used)")
     filter: dict[str, Any] | None = Field(None, description="Metadata the chunks' documents must match")
     mode: Literal["hybrid", "vector", "text"] = "hybrid"
+    style: Style | None = Field(
+        None, description="quote: a sentence of a source; free: the model's own words (default: the server's)"
+    )
 
 
 class AskOutput(BaseModel):
@@ -47,39 +56,49 @@ class AskOutput(BaseModel):
     sources_used: int = Field(description="Chunks that fit the token budget and were given to the model")
     retrieved: int = Field(description="Chunks retrieved")
     found: bool = Field(description="False when no chunk was close enough to answer from")
+    style: str = Field(description="quote or free")
     collection: str
 
 
-def citation_pattern(count: int) -> str:
-    """Answers that open with a citation and cite only sources 1..count ([ and ] only in citations)."""
+def free_pattern(count: int) -> str:
+    """Any text whose [ and ] only make citations of sources 1..count."""
     number = "(" + "|".join(str(n) for n in range(count, 0, -1)) + ")"
-    return rf"\[{number}\] ([^\[\]]|\[{number}\])*"
+    return rf"([^\[\]]|\[{number}\])*"
+
+
+def quote_pattern(choices: list[tuple[int, str]]) -> str:
+    """One of the (source number, sentence) choices, as "[n] sentence"."""
+    return "|".join(rf"\[{n}\] {re.escape(sentence)}" for n, sentence in choices)
+
+
+def sentences(text: str) -> list[str]:
+    """A chunk's sentences (runs of whitespace made single spaces), at least three words each."""
+    return [part for part in SENTENCE_END.split(" ".join(text.split())) if len(part.split()) >= 3]
 
 
 def render_sources(sources: list[dict]) -> str:
     """The numbered sources as the prompt shows them."""
-    lines = []
-    for n, source in enumerate(sources, start=1):
-        where = source["document_id"] + (f", page {source['page']}" if source.get("page") else "")
-        lines.append(f"[{n}] ({where}) {' '.join(source['text'].split())}")
-    return "\n\n".join(lines)
+    return "\n\n".join(f"[{n}] {' '.join(s['text'].split())}" for n, s in enumerate(sources, start=1))
 
 
-def messages_for(question: str, sources: list[dict]) -> list[BaseMessage]:
+def messages_for(question: str, sources: list[dict], style: Style = "free") -> list[BaseMessage]:
     """The model call for `question` over `sources`."""
-    system = load_prompt("ask_system").format(sources=render_sources(sources))
-    return [SystemMessage(content=system), HumanMessage(content=question)]
+    system = load_prompt("ask_quote" if style == "quote" else "ask_system")
+    asked = load_prompt("ask_question").format(sources=render_sources(sources), question=question)
+    return [SystemMessage(content=system), HumanMessage(content=asked)]
 
 
-def fitting(budget: Budget, max_new_tokens: int, question: str, results: list[dict]) -> list[dict]:
+def fitting(
+    budget: Budget, max_new_tokens: int, question: str, results: list[dict], style: Style
+) -> list[dict]:
     """The best results that fit the budget together with the prompt (413 when not even one does)."""
     limit, kept = budget.limit(max_new_tokens), []
     for result in results:
-        if budget.count_messages(messages_for(question, [*kept, result])) > limit:
+        if budget.count_messages(messages_for(question, [*kept, result], style)) > limit:
             break
         kept.append(result)
     if not kept:
-        needed = budget.count_messages(messages_for(question, results[:1]))
+        needed = budget.count_messages(messages_for(question, results[:1], style))
         budget.check(needed, max_new_tokens)  # raises InputTooLong with the numbers
         raise InputTooLong(f"the question and one source do not fit the budget of {limit} tokens")
     return kept
@@ -99,30 +118,55 @@ def cited(answer: str, sources: list[dict]) -> list[dict]:
     return [{"n": n, **sources[n - 1]} for n in numbers]
 
 
-def build_ask_chain(knowledge: Knowledge, backend: Backend, min_score: float) -> Runnable:
-    """{"question", "collection", "k"?} -> {"answer", "citations", ...}; streams the answer's tokens."""
+def quote_choices(knowledge: Knowledge, question: str, sources: list[dict]) -> list[tuple[int, str]]:
+    """The sentences of `sources` closest to the question by the encoder, with their source numbers."""
+    candidates = [(n, text) for n, s in enumerate(sources, start=1) for text in sentences(s["text"])]
+    if not candidates:
+        candidates = [(n, " ".join(s["text"].split())) for n, s in enumerate(sources, start=1)]
+    vectors = knowledge.embeddings.embed([question] + [text for _, text in candidates], truncate=True).vectors
+    scores = np.asarray(vectors[1:]) @ np.asarray(vectors[0])
+    return [candidates[i] for i in np.argsort(-scores, kind="stable")[:QUOTE_CHOICES]]
+
+
+def ask_style(settings: Any) -> Style:
+    """HFCHAIN_ASK_STYLE, with auto decided: quote for the embedded model, free for a model you name."""
+    if settings.ask_style != "auto":
+        return settings.ask_style
+    return "quote" if settings.backend == "local" and not settings.model else "free"
+
+
+def build_ask_chain(
+    knowledge: Knowledge, backend: Backend, min_score: float, style: Style = "free"
+) -> Runnable:
+    """{"question", "collection", "k"?} -> {"answer", "citations", ...}; streams the answer's tokens.
+    `style`: the default answer style (quote needs the local backend's grammars)."""
     model = backend.configurable_chat_model()
     constrained = backend.engine is not None  # grammars run on the local backend
 
     def transform(inputs: Iterator[dict], config: RunnableConfig) -> Iterator[AddableDict]:
         value = AskInput.model_validate(next(iter(inputs)))
+        chosen: Style = (value.style or style) if constrained else "free"
         results = knowledge.search(
             tenant_of(config), value.collection, value.question, value.k, value.filter, value.mode
         )
-        done = {"retrieved": len(results), "collection": value.collection}
+        done = {"retrieved": len(results), "collection": value.collection, "style": chosen}
         if not relevant(results, min_score, value.mode):
             text = NOT_FOUND.format(collection=value.collection)
             yield AddableDict(answer=text, citations=[], sources=[], sources_used=0, found=False, **done)
             return
-        max_new = backend.max_new_tokens_of(config)
-        sources = fitting(backend.budget(), max_new, value.question, results)
+        sources = fitting(
+            backend.budget(), backend.max_new_tokens_of(config), value.question, results, chosen
+        )
         concrete, call_config = model.prepare(config)
+        if chosen == "quote":
+            pattern = quote_pattern(quote_choices(knowledge, value.question, sources))
+        else:
+            pattern = free_pattern(len(sources))
         if constrained:
-            concrete = concrete.bind(
-                response_format={"type": "regex", "value": citation_pattern(len(sources))}
-            )
+            concrete = concrete.bind(response_format={"type": "regex", "value": pattern})
         reply = None
-        for chunk in concrete.stream(messages_for(value.question, sources), call_config):
+        yield AddableDict(answer="")
+        for chunk in concrete.stream(messages_for(value.question, sources, chosen), call_config):
             reply = chunk if reply is None else reply + chunk
             if chunk.content:
                 yield AddableDict(answer=chunk.content)

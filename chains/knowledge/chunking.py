@@ -37,15 +37,16 @@ class Prepared:
 
 
 def chunk_rows(parsed: Parsed, tokens: Tokens, size: int, overlap: int) -> list[ChunkRow]:
-    """`parsed` cut into chunks of at most `size` encoder tokens, `overlap` tokens repeated between them."""
-    pieces = split_text(parsed.text, tokens, size, overlap=overlap)
-    rows = []
-    for piece in pieces:
-        if not piece.text.strip():
-            continue
-        rows.append(
-            ChunkRow(len(rows), piece.text, piece.start, piece.end, parsed.page_at(piece.start), piece.tokens)
-        )
+    """`parsed` cut into chunks of at most `size` encoder tokens, `overlap` tokens repeated between them;
+    a PDF page by page, so that each chunk cites one page."""
+    bounds = [*parsed.pages, len(parsed.text)] if parsed.pages else [0, len(parsed.text)]
+    rows: list[ChunkRow] = []
+    for page, (start, end) in enumerate(zip(bounds, bounds[1:], strict=False), start=1):
+        for piece in split_text(parsed.text[start:end], tokens, size, overlap=overlap):
+            if piece.text.strip():
+                number = page if parsed.pages else None
+                a, b = start + piece.start, start + piece.end
+                rows.append(ChunkRow(len(rows), piece.text, a, b, number, piece.tokens))
     return rows
 
 

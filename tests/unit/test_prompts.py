@@ -13,7 +13,9 @@ VARIABLES = {
     "classify_label": {"label"},
     "classify_hypothesis": {"label"},
     "classify_llm": {"labels", "text"},
-    "ask_system": {"sources"},
+    "ask_system": set(),
+    "ask_quote": set(),
+    "ask_question": {"sources", "question"},
 }
 
 
