@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 from chains.budget import split_text
@@ -41,7 +42,7 @@ def chunk_rows(parsed: Parsed, tokens: Tokens, size: int, overlap: int) -> list[
     a PDF page by page, so that each chunk cites one page."""
     bounds = [*parsed.pages, len(parsed.text)] if parsed.pages else [0, len(parsed.text)]
     rows: list[ChunkRow] = []
-    for page, (start, end) in enumerate(zip(bounds, bounds[1:], strict=False), start=1):
+    for page, (start, end) in enumerate(pairwise(bounds), start=1):
         for piece in split_text(parsed.text[start:end], tokens, size, overlap=overlap):
             if piece.text.strip():
                 number = page if parsed.pages else None
