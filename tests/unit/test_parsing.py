@@ -94,9 +94,10 @@ def test_html_keeps_visible_text_only():
     <noscript>enable js</noscript>
     <template><p>hidden template</p></template>
     <h1>Heading</h1>
-    <p>First   paragraph with <b>bold</b>.</p>
+    <p>First paragraph with <b>bold</b>.</p>
     <!-- a comment -->
-    <p>Second paragraph</p>
+    <p>Second paragraph
+           wrapped in the source</p>
     """
     parsed = parse_file("page.html", html_bytes(body, head="<title>Tab title</title><style>x{}</style>"))
     assert parsed.kind == "html"
@@ -104,13 +105,20 @@ def test_html_keeps_visible_text_only():
     for gone in ("secret", "color", "enable js", "hidden template", "Tab title", "comment"):
         assert gone not in parsed.text
     assert parsed.text.startswith("Heading\n\nFirst paragraph with\nbold\n.")
-    assert parsed.text.endswith("Second paragraph")
+    assert parsed.text.endswith("Second paragraph\nwrapped in the source")
     assert "\n\n\n" not in parsed.text
 
 
 def test_html_respects_its_declared_charset():
     data = html_bytes("<p>Ça coûte 5 €</p>", charset="windows-1252")
     assert parse_file("fr.html", data).text == "Ça coûte 5 €"
+
+
+def test_html_that_nests_or_closes_badly_still_parses():
+    data = b"<p>one<p>two</b></i><script>x = 1;<p>not text</script>three<div><div><span>four"
+    assert parse_file("sloppy.htm", data).text == "one\n\ntwo\n\nthree\n\nfour"
+    deep = b"<p>before</p>" + b"<div>" * 5000 + b"inside" + b"</div>" * 5000 + b"<p>after</p>"
+    assert parse_file("deep.html", deep).text == "before\n\ninside\n\nafter"
 
 
 def test_html_without_text_is_refused():
