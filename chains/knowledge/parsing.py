@@ -29,9 +29,10 @@ _KINDS = {
 }
 SUPPORTED = tuple(_KINDS)
 
-# a .docx may expand to 20 bytes per allowed character (never less than 50 MB: styles, fonts and images count)
-_ZIP_BYTES_PER_CHAR = 20
-_ZIP_MIN_BYTES = 50_000_000
+# what a file may expand to: 20 bytes per allowed character, never less than 50 MB (a .docx's zip entries,
+# styles and images included; a PDF's decoded page content streams, drawings included)
+_BYTES_PER_CHAR = 20
+_MIN_EXPANSION = 50_000_000
 _ZIP_MAX_RATIO = 200  # deflate of real XML or media stays far below; zeros reach about 1000
 _ZIP_RATIO_FROM = 10_000_000  # the ratio is only judged on entries this large
 _ZIP_CHUNK = 1 << 20
@@ -207,11 +208,20 @@ def _parse_pdf(filename: str, data: bytes, max_chars: int) -> Parsed:
 
 
 def _pdf_pages(filename: str, pages: Any, max_chars: int) -> Parsed:
-    """The pages' text joined by blank lines (a page without text adds none) with each page's offset."""
+    """The pages' text joined by blank lines (a page without text adds none) with each page's offset.
+
+    pypdf keeps each page's decoded content and takes about 1 s per 13 MB of it, even of whitespace: so
+    the pages' decoded content streams together are bounded, checked before each page's text is read.
+    """
     parts: list[str] = []
     starts: list[int] = []
-    length = 0
+    length = decoded = 0
+    limit = _expansion_limit(max_chars)
     for page in pages:
+        contents = page.get_contents()
+        decoded += len(contents.get_data()) if contents is not None else 0
+        if decoded > limit:
+            raise _bomb(filename, f"the PDF's page contents decode to over {limit:,} bytes")
         gap = 2 if length else 0
         starts.append(length + gap)
         visitor = _char_budget(filename, max_chars - length, max_chars)
@@ -271,13 +281,13 @@ def _docx_lines(document: Any) -> Iterator[str]:
 def _check_zip(filename: str, data: bytes, max_chars: int) -> None:
     """Refuse a zip that is corrupt, or that expands (as declared or in fact) beyond what its text may
     need: a zip bomb is answered before python-docx inflates anything."""
-    limit = max(_ZIP_BYTES_PER_CHAR * max_chars, _ZIP_MIN_BYTES)
+    limit = _expansion_limit(max_chars)
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             entries = archive.infolist()
             declared = sum(entry.file_size for entry in entries)
             if declared > limit:
-                raise _bomb(filename, f"expands to {declared:,} bytes, over the limit of {limit:,}")
+                raise _bomb(filename, f"the .docx expands to {declared:,} bytes, over the limit of {limit:,}")
             for entry in entries:
                 _check_entry(filename, archive, entry)
     except (zipfile.BadZipFile, OSError, RuntimeError, *_BROKEN) as exc:  # RuntimeError: an encrypted entry
@@ -295,7 +305,7 @@ def _check_entry(filename: str, archive: zipfile.ZipFile, entry: zipfile.ZipInfo
         raise InvalidInput(f"{filename}: {entry.filename} uses a compression .docx files do not use")
     if entry.file_size > _ZIP_RATIO_FROM and entry.file_size > _ZIP_MAX_RATIO * max(entry.compress_size, 1):
         ratio = entry.file_size // max(entry.compress_size, 1)
-        raise _bomb(filename, f"has an entry ({entry.filename}) compressed {ratio:,} to 1")
+        raise _bomb(filename, f"the .docx entry {entry.filename} is compressed {ratio:,} to 1")
     probe = copy.copy(entry)
     probe.file_size += 1
     inflated = 0
@@ -303,12 +313,17 @@ def _check_entry(filename: str, archive: zipfile.ZipFile, entry: zipfile.ZipInfo
         while chunk := stream.read(_ZIP_CHUNK):
             inflated += len(chunk)
             if inflated > entry.file_size:
-                raise _bomb(filename, f"has an entry ({entry.filename}) larger than its declared size")
+                raise _bomb(filename, f"the .docx entry {entry.filename} is larger than it declares")
+
+
+def _expansion_limit(max_chars: int) -> int:
+    """The bytes a .docx's entries, or a PDF's page contents, may decode to."""
+    return max(_BYTES_PER_CHAR * max_chars, _MIN_EXPANSION)
 
 
 def _bomb(filename: str, reason: str) -> PayloadTooLarge:
-    """The error for a zip that would expand too far."""
+    """The error for a file that would expand too far."""
     return PayloadTooLarge(
-        f"{filename}: the .docx {reason}; refused as a possible zip bomb "
+        f"{filename}: {reason}; refused as a possible decompression bomb "
         "(the limit grows with HFCHAIN_INGEST_MAX_CHARS)"
     )

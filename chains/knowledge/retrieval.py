@@ -14,13 +14,14 @@ from langchain_core.vectorstores import VectorStore
 from pydantic import BaseModel, ConfigDict, Field
 
 from chains.knowledge.collections import MAX_K, Knowledge, text_id
+from chains.schemas import drop_nulls
 from chains.tenants.caller import DEFAULT_TENANT, NAME_PATTERN, tenant_of
 
 
 class RetrieveInput(BaseModel):
     """Input of /retrieve."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=drop_nulls)  # the playground draws it
 
     query: str = Field(min_length=1, max_length=10_000, description="What to search for")
     collection: str = Field(pattern=NAME_PATTERN, description="The collection to search")

@@ -14,6 +14,7 @@ from chains.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from chains.knowledge.parsing import SUPPORTED, Parsed, parse_file, parse_text
 from tests.fixtures.documents import (
     docx_bytes,
+    flate_bomb_pdf,
     html_bytes,
     lying_zip_docx,
     pdf_bytes,
@@ -121,6 +122,15 @@ def test_html_that_nests_or_closes_badly_still_parses():
     assert parse_file("deep.html", deep).text == "before\n\ninside\n\nafter"
 
 
+def test_pathological_html_takes_linear_time():
+    started = time.monotonic()
+    with pytest.raises(InvalidInput, match="no text"):
+        parse_file("tags.html", b"<a" * 200_000)  # the stdlib html.parser takes about a minute on this
+    parsed = parse_file("ends.html", b"</" * 200_000 + b"<p>text")
+    assert parsed.text == "text"
+    assert time.monotonic() - started < 2.0
+
+
 def test_html_without_text_is_refused():
     with pytest.raises(InvalidInput, match=r"blank\.html: contains no text"):
         parse_file("blank.html", html_bytes("<script>x()</script><img src='a.png'>"))
@@ -217,6 +227,24 @@ def test_one_huge_pdf_page_stops_mid_page(extractions):
     assert extractions == ["raised"]
 
 
+def test_pdf_flate_bomb_is_stopped_by_pypdf_limit():
+    data = flate_bomb_pdf(megabytes=100)  # over pypdf's 75 MB FlateDecode output limit
+    started = time.monotonic()
+    with pytest.raises(PayloadTooLarge, match=r"bomb\.pdf: .*decod"):
+        parse_file("bomb.pdf", data)
+    assert time.monotonic() - started < 2.0
+
+
+def test_pdf_page_contents_over_the_expansion_limit_are_refused_before_parsing(extractions):
+    # 60 MB of content: under pypdf's own limit, over 50 MB (the least that a small max_chars allows)
+    data = flate_bomb_pdf(megabytes=60)
+    started = time.monotonic()
+    with pytest.raises(PayloadTooLarge, match=r"spaces\.pdf: the PDF's page contents decode to over 50,"):
+        parse_file("spaces.pdf", data, max_chars=1000)
+    assert time.monotonic() - started < 2.0  # pypdf would take seconds to parse 60 MB of whitespace
+    assert extractions == []
+
+
 def test_pdf_at_the_limit_passes():
     parsed = parse_file("fit.pdf", pdf_bytes(["a" * 40, "b" * 40]), max_chars=82)
     assert len(parsed.text) == 82
@@ -266,7 +294,7 @@ def test_zip_bomb_is_refused_quickly():
         parse_file("bomb.docx", data)
     assert time.monotonic() - started < 1.0
     assert "bomb.docx" in caught.value.message
-    assert "zip bomb" in caught.value.message
+    assert "decompression bomb" in caught.value.message
 
 
 def test_absurdly_compressed_entry_is_refused_under_the_size_limit():
