@@ -166,6 +166,16 @@ class Settings(BaseSettings):
         description="/ask: the best chunk's cosine similarity must reach this, else the answer is that the "
         "documents do not say",
     )
+    embedding_url: str | None = Field(
+        None,
+        description="A Text Embeddings Inference server (POST /embed) to take embeddings from instead of the "
+        "in-process encoder, e.g. http://127.0.0.1:8080",
+    )
+    embedding_tokenizer: str | None = Field(
+        None,
+        description="With HFCHAIN_EMBEDDING_URL: hub id or folder of that model's tokenizer for exact counts "
+        "and chunking (default: a conservative estimate)",
+    )
     classify_method: Literal["embedding", "llm", "checkpoint"] = Field(
         "embedding", description="Default /classify method"
     )

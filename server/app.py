@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from chains.agent.toolbox import load_mcp_tools
 from chains.backends import Backend, build_backend
-from chains.backends.encoder import Encoder, shared_encoder
+from chains.backends.encoder import build_encoder
 from chains.chat import build_chat_chain, system_prompt_or_default
 from chains.classify.jobs import Trainings
 from chains.classify.registry import Registry
@@ -77,9 +77,7 @@ def create_app(
     app.include_router(sessions_router(sessions))
     app.include_router(openai_router(chat, settings.sessions_from_user))
     app.include_router(tgi_router(backend.configurable_llm()))
-    app.state.embeddings = EmbeddingService(
-        Encoder(settings.embedding_model) if settings.embedding_model else shared_encoder()
-    )
+    app.state.embeddings = EmbeddingService(build_encoder(settings))
     app.include_router(embeddings_router(app.state.embeddings))
     mount_embed(app, app.state.embeddings, settings)
     app.state.knowledge = build_knowledge(settings, app.state.embeddings)

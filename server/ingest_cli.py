@@ -74,10 +74,10 @@ def ingest(
 
 
 def _knowledge(settings: Settings):
-    from chains.backends.encoder import Encoder
+    from chains.backends.encoder import build_encoder
     from chains.knowledge import EmbeddingService, build_knowledge
 
-    return build_knowledge(settings, EmbeddingService(Encoder(settings.embedding_model)))
+    return build_knowledge(settings, EmbeddingService(build_encoder(settings)))
 
 
 def _unusable(file: Path, settings: Settings, supported: tuple[str, ...]) -> str | None:

@@ -62,6 +62,13 @@ class Encoder:
         """Text tokens per input the encoder reads (its max sequence length minus [CLS] and [SEP])."""
         return self.embeddings._client.max_seq_length - 2
 
+    @property
+    def dimensions(self) -> int:
+        """Length of the vectors."""
+        model = self.embeddings._client
+        named = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        return named()
+
     def embed(self, texts: list[str]) -> Any:
         """A (len(texts), dim) numpy array of unit vectors."""
         import numpy as np
@@ -80,3 +87,19 @@ def shared_encoder() -> Encoder:
         if _shared is None:
             _shared = Encoder()
         return _shared
+
+
+def build_encoder(settings: Any) -> Any:
+    """The encoder the settings name: a TEI server (HFCHAIN_EMBEDDING_URL), a folder or hub id
+    (HFCHAIN_EMBEDDING_MODEL), else the packaged one."""
+    if settings.embedding_url:
+        from chains.backends.tei import RemoteEncoder
+
+        token = settings.endpoint_api_key or settings.hf_token
+        return RemoteEncoder(
+            settings.embedding_url,
+            settings.embedding_tokenizer,
+            token.get_secret_value() if token else None,
+            settings.endpoint_timeout,
+        )
+    return Encoder(settings.embedding_model) if settings.embedding_model else shared_encoder()

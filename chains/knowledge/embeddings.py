@@ -50,9 +50,7 @@ class EmbeddingService:
 
     @property
     def dimensions(self) -> int:
-        model = self.encoder.embeddings._client
-        named = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
-        return named()
+        return self.encoder.dimensions
 
     def check(self, texts: list[str], truncate: bool = False) -> tuple[list[str], int]:
         """The texts to encode (cut to the encoder's limit when `truncate`) and their token count;
@@ -98,6 +96,11 @@ class EmbeddingService:
 
     def ids_to_text(self, ids: list[int]) -> str:
         """Token ids of the encoder's own tokenizer, as the text they stand for (OpenAI's token-id input)."""
+        if not hasattr(self.encoder.tokens, "tokenizer"):
+            raise InvalidInput(
+                f"token ids need the encoder's tokenizer, which this server does not have ({self.model}): "
+                "send the text, or set HFCHAIN_EMBEDDING_TOKENIZER"
+            )
         vocabulary = self.encoder.tokens.tokenizer.vocab_size
         if not ids or any(not 0 <= i < vocabulary for i in ids):
             raise InvalidInput(

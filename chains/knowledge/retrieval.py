@@ -51,7 +51,7 @@ class CollectionStore(VectorStore):
 
     @property
     def embeddings(self) -> Embeddings | None:
-        return self.knowledge.embeddings.encoder.embeddings
+        return getattr(self.knowledge.embeddings.encoder, "embeddings", None)
 
     def add_texts(
         self,

@@ -213,3 +213,21 @@ def test_bad_requests_get_a_4xx_that_says_what_to_fix(served, library, method, p
     reply = getattr(httpx, method)(f"{served.url}{path}", **({"json": body} if body is not None else {}))
     assert reply.status_code == status, reply.text
     assert reply.json().get("detail")
+
+
+def test_a_server_takes_its_embeddings_from_a_tei_server(served, tmp_path):
+    """HFCHAIN_EMBEDDING_URL: the second server embeds through the first one's TEI route (POST /embed)."""
+    second = hfchain_server(HFCHAIN_DATA_DIR=str(tmp_path), HFCHAIN_EMBEDDING_URL=served.url).wait("/ready")
+    try:
+        text = "The pump needs a new gasket."
+        here = httpx.post(f"{second.url}/v1/embeddings", json={"input": text}).json()["data"][0]["embedding"]
+        there = httpx.post(f"{served.url}/v1/embeddings", json={"input": text}).json()["data"][0]["embedding"]
+        assert len(here) == 384 and sum(a * b for a, b in zip(here, there, strict=True)) > 0.9999
+        assert httpx.post(f"{second.url}/collections", json={"name": "remote"}).status_code == 201
+        body = [{"id": "pump", "text": text}, {"id": "cake", "text": "Bake the sponge for twenty minutes."}]
+        assert httpx.post(f"{second.url}/collections/remote/documents", json=body).json()["added"] == 2
+        reply = httpx.post(f"{second.url}/collections/remote/search", json={"query": "gasket for the pump"})
+        assert reply.json()["results"][0]["document_id"] == "pump"
+        assert httpx.get(f"{second.url}/collections/remote").json()["encoder"] == served.url
+    finally:
+        second.stop()
