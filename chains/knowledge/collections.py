@@ -179,7 +179,14 @@ class Knowledge:
             s: sum(r["status"] == s for r in results.values()) for s in ("added", "replaced", "unchanged")
         }
         log.info("collection %s/%s: %s (%d chunks embedded)", tenant, name, counts, total)
-        return {"collection": name, **counts, "chunks": total, "documents": list(results.values())}
+        tokens = sum(chunk.tokens for document in todo for chunk in document.chunks)
+        return {
+            "collection": name,
+            **counts,
+            "chunks": total,
+            "tokens": tokens,
+            "documents": list(results.values()),
+        }
 
     # search
     def search(

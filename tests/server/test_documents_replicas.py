@@ -138,3 +138,18 @@ def test_an_inference_key_reads_its_tenants_documents_but_cannot_change_them(rep
     assert refused.status_code == 403 and "user" in refused.json()["detail"]
     assert httpx.delete(f"{a.url}/collections/guide", headers=bot).status_code == 403
     assert httpx.get(f"{a.url}/collections/guide").status_code == 401
+
+
+def test_the_embedded_tokens_count_for_the_uploaders_usage(replicas, keys, guide):
+    a, b = replicas
+    carol = httpx.post(f"{a.url}/admin/keys", json={"name": "carol"}, headers=auth(ROOT_KEY)).json()["key"]
+    assert httpx.post(f"{a.url}/collections", json={"name": "notes"}, headers=auth(carol)).status_code == 201
+    body = [{"id": "n1", "text": "Carol's note about the lighthouse lamp and the storm schedule."}]
+    stored = httpx.post(f"{a.url}/collections/notes/documents", json=body, headers=auth(carol)).json()
+    assert stored["tokens"] > 0
+
+    def counted():
+        rows = httpx.get(f"{b.url}/usage", headers=auth(carol)).json()["usage"]
+        return sum(r["prompt_tokens"] for r in rows) >= stored["tokens"]
+
+    assert wait_for(counted, timeout=30)
