@@ -7,7 +7,7 @@ import hashlib
 import logging
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -155,38 +155,37 @@ class Knowledge:
     def ingest(
         self, tenant: str, name: str, documents: list[Prepared], progress: Progress | None = None
     ) -> dict[str, Any]:
-        """Embed and store `documents` one by one, each replacing its id atomically; unchanged ones are
-        skipped. Returns what happened to each."""
+        """Embed and store `documents`, each replacing its id atomically; unchanged ones are skipped.
+        Chunks are embedded in groups of EMBED_GROUP across documents (many small files embed as fast as
+        one large one); a document is stored as soon as its vectors are all there."""
         row = self.store.usable(tenant, check_name(name, "collection name"))
         todo = [d for d in documents if self.store.content_hash(row.id, d.document_id) != d.content_hash]
-        total, done, results = sum(len(d.chunks) for d in todo), 0, {}
-        for document in documents:
-            results[document.document_id] = {"id": document.document_id, "status": "unchanged",
-                                             "chunks": len(document.chunks)}  # fmt: skip
+        status = {d.document_id: "unchanged" for d in documents}
+        total, done, vectors = sum(len(d.chunks) for d in todo), 0, {}
         if progress:
             progress(0, total)
-        for document in todo:
-            vectors = []
-            for start in range(0, len(document.chunks), EMBED_GROUP):
-                texts = [chunk.text for chunk in document.chunks[start : start + EMBED_GROUP]]
-                vectors.extend(self.embeddings.embed(texts).vectors)
-                done += len(texts)
-                if progress:
-                    progress(done, total)
-            status = self.store.put_document(row.id, document.row(), document.chunks, vectors)
-            results[document.document_id]["status"] = status
-        counts = {
-            s: sum(r["status"] == s for r in results.values()) for s in ("added", "replaced", "unchanged")
-        }
+        for group in _groups(todo, EMBED_GROUP):
+            embedded = self.embeddings.embed([todo[i].chunks[j].text for i, j in group]).vectors
+            for (i, j), vector in zip(group, embedded, strict=True):
+                vectors.setdefault(i, {})[j] = vector
+            done += len(group)
+            if progress:
+                progress(done, total)
+            for i in sorted({i for i, _ in group}):
+                document = todo[i]
+                if len(vectors.get(i, {})) == len(document.chunks):  # every parsed document has chunks
+                    by_chunk = vectors.pop(i)
+                    ordered = [by_chunk[j] for j in range(len(document.chunks))]
+                    status[document.document_id] = self.store.put_document(
+                        row.id, document.row(), document.chunks, ordered
+                    )
+        counts = {s: list(status.values()).count(s) for s in ("added", "replaced", "unchanged")}
         log.info("collection %s/%s: %s (%d chunks embedded)", tenant, name, counts, total)
+        listed = [
+            {"id": d.document_id, "status": status[d.document_id], "chunks": len(d.chunks)} for d in documents
+        ]
         tokens = sum(chunk.tokens for document in todo for chunk in document.chunks)
-        return {
-            "collection": name,
-            **counts,
-            "chunks": total,
-            "tokens": tokens,
-            "documents": list(results.values()),
-        }
+        return {"collection": name, **counts, "chunks": total, "tokens": tokens, "documents": listed}
 
     # search
     def search(
@@ -238,6 +237,13 @@ class Knowledge:
                 }
             )
         return results
+
+
+def _groups(documents: list[Prepared], size: int) -> Iterator[list[tuple[int, int]]]:
+    """(document index, chunk index) pairs in order, `size` at a time."""
+    pairs = [(i, j) for i, document in enumerate(documents) for j in range(len(document.chunks))]
+    for start in range(0, len(pairs), size):
+        yield pairs[start : start + size]
 
 
 def fuse(

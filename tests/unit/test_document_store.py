@@ -210,3 +210,13 @@ def test_reciprocal_rank_fusion_rewards_agreement():
     assert fused[0][0] == 3  # ranked by both lists
     assert {chunk for chunk, _ in fused} == {1, 2, 3, 4}
     assert fuse([(1, 0.9)], [], 5) == [(1, 0.9)] and fuse([], [(4, 2.0)], 5) == [(4, 2.0)]
+
+
+def test_many_small_documents_are_embedded_in_few_encoder_calls(url):
+    knowledge = knowledge_over(url)
+    knowledge.create("t", "c")
+    calls = knowledge.embeddings.encoder.calls
+    result = add(knowledge, "t", "c", [(f"n{i}", f"Note {i} about the harbour.", None) for i in range(300)])
+    assert result["added"] == 300 and result["chunks"] == 300
+    assert knowledge.embeddings.encoder.calls - calls == 2  # groups of 256 chunks, across documents
+    assert knowledge.describe("t", "c")["documents"] == 300
