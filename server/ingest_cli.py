@@ -115,4 +115,4 @@ def _report(console: Console, collection: str, result: dict | None, skipped: lis
     if skipped:
         console.print(f"skipped {len(skipped)} file(s):", style="yellow")
         for file, why in skipped:
-            console.print(f"  {file}: {why}", style="yellow", highlight=False)
+            console.print(f"  {file}: {why}", style="yellow", highlight=False, soft_wrap=True)

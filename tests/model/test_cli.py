@@ -49,3 +49,30 @@ def test_serve_refuses_agent_tools_it_cannot_load():
     done = subprocess.run([HFCHAIN, "serve"], capture_output=True, text=True, timeout=180, env=env)
     assert done.returncode == 2
     assert "'no_such_module:tool' cannot be loaded" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_ingest_reads_a_folder_lists_what_it_skipped_and_a_second_run_changes_nothing(tmp_path):
+    from tests.fixtures.documents import pdf_bytes
+
+    folder = tmp_path / "docs"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "note.md").write_text("The vault code is 9182.")
+    (folder / "sub" / "manual.pdf").write_bytes(pdf_bytes(["Page one.", "Replace the filter every month."]))
+    (folder / "sub" / "photo.png").write_bytes(b"\x89PNG")
+    (folder / "empty.txt").write_text("   ")
+    env = {**os.environ, "HFCHAIN_DATA_DIR": str(tmp_path / "data")}
+    args = [HFCHAIN, "ingest", str(folder), "--collection", "docs", "--metadata", '{"team": "ops"}']
+    first = subprocess.run(args, capture_output=True, text=True, timeout=300, env=env)
+    assert first.returncode == 0, first.stderr
+    assert "2 added, 0 replaced, 0 unchanged" in first.stderr and "skipped 2 file(s)" in first.stderr
+    assert "photo.png: not a supported kind" in first.stderr and "empty.txt" in first.stderr
+    second = subprocess.run(args, capture_output=True, text=True, timeout=300, env=env)
+    assert "0 added, 0 replaced, 2 unchanged" in second.stderr
+
+    from chains.backends.encoder import Encoder
+    from chains.knowledge import EmbeddingService, build_knowledge
+    from chains.settings import load_settings
+
+    knowledge = build_knowledge(load_settings(data_dir=tmp_path / "data"), EmbeddingService(Encoder()))
+    [hit] = knowledge.search("default", "docs", "how often is the filter replaced", k=1)
+    assert (hit["document_id"], hit["page"], hit["metadata"]) == ("sub/manual.pdf", 2, {"team": "ops"})
