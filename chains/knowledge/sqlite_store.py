@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import select, text
 
+from chains.knowledge.stopwords import STOPWORDS
 from chains.knowledge.store import DocumentStore, matches
 
 FTS_DDL = [
@@ -24,6 +25,18 @@ FTS_DDL = [
     "VALUES ('delete', old.id, old.text); END",
 ]
 WORD = re.compile(r"\w+", re.UNICODE)
+MAX_DF = 0.1  # a word in more of the chunks than this is left out of full-text queries...
+DF_FROM = 2000  # ...once there are this many chunks (small stores are fast, and each word may matter)
+TEXT_SQL = text(
+    "SELECT c.id, c.collection_id, r.rank FROM (SELECT rowid, bm25(hfchain_chunks_fts) AS rank "
+    "FROM hfchain_chunks_fts WHERE hfchain_chunks_fts MATCH :match ORDER BY rank LIMIT :limit) AS r "
+    "JOIN hfchain_chunks c ON c.id = r.rowid ORDER BY r.rank"
+)
+COUNT_SQL = text("SELECT count(*) FROM hfchain_chunks_fts WHERE hfchain_chunks_fts MATCH :match")
+
+
+def _quoted(word: str) -> str:
+    return '"' + word.replace('"', '""') + '"'
 
 
 @dataclass
@@ -71,24 +84,46 @@ class SqliteStore(DocumentStore):
         return [(int(loaded.ids[i]), float(scores[i])) for i in top if np.isfinite(scores[i])]
 
     def text_search(self, collection_id: int, query: str, n: int, where: dict) -> list[tuple[int, float]]:
-        words = list(dict.fromkeys(w.lower() for w in WORD.findall(query)))[:64]
-        if not words:
-            return []
-        match = " OR ".join('"' + w.replace('"', '""') + '"' for w in words)
-        sql = text(
-            "SELECT c.id, bm25(hfchain_chunks_fts) AS rank FROM hfchain_chunks_fts "
-            "JOIN hfchain_chunks c ON c.id = hfchain_chunks_fts.rowid "
-            "WHERE hfchain_chunks_fts MATCH :match AND c.collection_id = :collection "
-            "ORDER BY rank LIMIT :limit"
-        )
-        limit = n if not where else n * 20 + 100  # filtered after: read more
+        """BM25 over the query's words, less stop words and words in over MAX_DF of all chunks (they weigh
+        little in BM25 and make every chunk a match to score); the best matches are read in rounds until `n`
+        of them are the collection's (and pass the filter)."""
+        words = [w for w in dict.fromkeys(w.lower() for w in WORD.findall(query)) if w not in STOPWORDS][:32]
         with self.database.connect() as conn:
-            rows = conn.execute(sql, {"match": match, "collection": collection_id, "limit": limit}).all()
-        if where:
-            loaded = self._vectors(collection_id)
-            by_id = dict(zip(loaded.ids.tolist(), loaded.documents, strict=True))
-            rows = [r for r in rows if r.id in by_id and matches(by_id[r.id][1], by_id[r.id][0], where)]
-        return [(r.id, -float(r.rank)) for r in rows[:n]]  # bm25() is lower-is-better
+            words = self._telling(conn, words)
+            if not words:
+                return []
+            match = " OR ".join(_quoted(w) for w in words)
+            allowed = self._allowed(collection_id, where)
+            limit = max(4 * n, 200)
+            while True:
+                rows = conn.execute(TEXT_SQL, {"match": match, "limit": limit}).all()
+                kept = [
+                    r
+                    for r in rows
+                    if r.collection_id == collection_id and (allowed is None or r.id in allowed)
+                ]
+                if len(kept) >= n or len(rows) < limit:
+                    return [(r.id, -float(r.rank)) for r in kept[:n]]  # bm25() is lower-is-better
+                limit *= 4
+
+    def _telling(self, conn: Any, words: list[str]) -> list[str]:
+        """The words that say something: in at most MAX_DF of the chunks (else the two rarest found), once the
+        store holds DF_FROM chunks."""
+        total = conn.execute(text("SELECT count(*) FROM hfchain_chunks")).scalar() or 0
+        if total < DF_FROM:
+            return words
+        counts = {w: conn.execute(COUNT_SQL, {"match": _quoted(w)}).scalar() for w in words}
+        found = sorted((w for w in words if counts[w]), key=counts.get)
+        return [w for w in found if counts[w] <= MAX_DF * total] or found[:2]
+
+    def _allowed(self, collection_id: int, where: dict) -> set[int] | None:
+        """The collection's chunk ids that pass the filter (None: no filter)."""
+        if not where:
+            return None
+        loaded = self._vectors(collection_id)
+        return {
+            int(i) for i, (d, m) in zip(loaded.ids, loaded.documents, strict=True) if matches(m, d, where)
+        }
 
     def forget(self, collection_id: int) -> None:
         with self._lock:

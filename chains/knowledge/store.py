@@ -308,6 +308,9 @@ class DocumentStore:
     def lock(self, conn: Any, collection_id: int) -> None:
         """Serialise writers of one collection (a no-op where the database serialises all writes)."""
 
+    def after_ingest(self, chunks: int) -> None:
+        """Called once an ingestion stored `chunks` chunks."""
+
     def forget(self, collection_id: int) -> None:
         """Drop anything kept in memory for the collection."""
 
