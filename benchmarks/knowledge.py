@@ -16,6 +16,8 @@ as a table; pick sections by flag (default: all of them).
   store's vector search against numpy's exact search; build time, and on PostgreSQL the vector search's
   plan before and after ANALYZE. The chunks are synthetic (see synthetic()): real lines of the play
   recombined, vectors mixed from the encoder's vectors of the play's chunks.
+--answers  /ask on the embedded model (the chain the server serves) in the quote and free styles over the
+  play: how often it answers, cites the evidence's chunk, and quotes the evidence; seconds per answer.
 --quality  recall@5 and MRR@5 of benchmarks/questions_hamlet.json (60 questions with an evidence quote)
   over the play ingested with default chunking, per mode and store; the best vector score of those questions
   and of 20 off-topic ones, to calibrate /ask's "not found" gate (HFCHAIN_ASK_MIN_SCORE).
@@ -689,6 +691,57 @@ def quality_section(lab: Lab) -> None:
     table(["ask_min_score", "on-topic answered", "off-topic refused"], rows)
 
 
+# --answers: /ask on the embedded model over the play: does the answer cite (and quote) the evidence?
+
+
+def normalised(text: str) -> str:
+    return " ".join(text.split()).lower()
+
+
+def quotes_evidence(answer: str, evidence: str) -> bool:
+    """Whether the answer's words share a run of at least 20 characters (or all of a shorter evidence) with
+    the evidence."""
+    import difflib
+
+    a, b = normalised(re.sub(r"\[\d+\]", "", answer)), normalised(evidence)
+    match = difflib.SequenceMatcher(None, a, b, autojunk=False).find_longest_match(0, len(a), 0, len(b))
+    return match.size >= min(20, len(b))
+
+
+def answers_section(lab: Lab, count: int, free_count: int, max_new_tokens: int) -> None:
+    """/ask (the chain the server serves) in both styles: found, cited the evidence's chunk, quoted it."""
+    from chains.backends import build_backend
+    from chains.knowledge.answers import build_ask_chain
+
+    settings = Settings()
+    backend = build_backend(settings)
+    backend.start()
+    corpus = lab.ingested()
+    labelled = questions()
+    rows = []
+    for style, asked in (("quote", labelled[:count]), ("free", labelled[:free_count])):
+        chain = build_ask_chain(corpus.knowledge, backend, settings.ask_min_score, style)
+        found = cites = quoted = 0
+        seconds = []
+        for q in asked:
+            where = spans(corpus.prepared.text, q["evidence"])
+            started = time.perf_counter()
+            config = {"configurable": {"max_new_tokens": max_new_tokens}}
+            out = chain.invoke({"question": q["question"], "collection": corpus.name}, config)
+            seconds.append(time.perf_counter() - started)
+            found += out["found"]
+            cites += first_hit(out["citations"], where) is not None
+            quoted += quotes_evidence(out["answer"], q["evidence"])
+        n = len(asked)
+        rows.append([style, n, percent(found, n), percent(cites, n), percent(quoted, n),
+                     f"{statistics.median(seconds):.1f}"])  # fmt: skip
+    print(f"\n### /ask on the embedded model: {len(labelled)} questions over the play (max_new_tokens "
+          f"{max_new_tokens}, greedy)\n")  # fmt: skip
+    headers = ["style", "questions", "answered", "a citation is the evidence's chunk", "the answer quotes it"]
+    table([*headers, "s per answer (median)"], rows)
+    backend.stop()
+
+
 # main
 
 
@@ -708,16 +761,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    for section in ("embeddings", "ingest", "search", "quality"):
+    for section in ("embeddings", "ingest", "search", "quality", "answers"):
         parser.add_argument(f"--{section}", action="store_true", help="run this section (default: all)")
     parser.add_argument("--texts", type=int, default=512, help="--embeddings: texts")
     parser.add_argument("--rounds", type=int, default=3, help="--embeddings, --ingest: interleaved rounds")
     parser.add_argument("--sizes", default="10000,100000", help="--search: chunks per collection")
     parser.add_argument("--queries", type=int, default=200, help="--search: queries timed")
     parser.add_argument("--sqlite-only", action="store_true", help="--search, --quality: no PostgreSQL")
+    parser.add_argument("--answer-questions", type=int, default=60, help="--answers: questions (quote)")
+    parser.add_argument("--free-questions", type=int, default=20, help="--answers: questions (free style)")
+    parser.add_argument("--max-new-tokens", type=int, default=64, help="--answers: per answer")
     args = parser.parse_args()
-    chosen = [s for s in ("embeddings", "ingest", "search", "quality") if getattr(args, s)]
-    chosen = chosen or ["embeddings", "ingest", "search", "quality"]
+    sections = ("embeddings", "ingest", "search", "quality", "answers")
+    chosen = [s for s in sections if getattr(args, s)] or list(sections)
     needs_pg = not args.sqlite_only and bool({"search", "quality"} & set(chosen))
     started = time.perf_counter()
     with postgres_if(needs_pg) as postgres, tempfile.TemporaryDirectory() as folder:
@@ -732,6 +788,8 @@ def main() -> None:
                 quality_section(lab)
             if "search" in chosen:
                 search_section(lab, [int(s) for s in args.sizes.split(",")], args.queries)
+            if "answers" in chosen:
+                answers_section(lab, args.answer_questions, args.free_questions, args.max_new_tokens)
         finally:
             lab.close()
     print(f"\n({time.perf_counter() - started:.0f} s in all: {', '.join(chosen)})")

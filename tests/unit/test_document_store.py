@@ -220,3 +220,20 @@ def test_many_small_documents_are_embedded_in_few_encoder_calls(url):
     assert result["added"] == 300 and result["chunks"] == 300
     assert knowledge.embeddings.encoder.calls - calls == 2  # groups of 256 chunks, across documents
     assert knowledge.describe("t", "c")["documents"] == 300
+
+
+def test_stop_words_alone_find_nothing_and_a_common_word_still_finds(knowledge):
+    knowledge.create("t", "c")
+    add(knowledge, "t", "c", [("log", POEM, None)])
+    assert knowledge.search("t", "c", "what is the", mode="text") == []
+    assert ids(knowledge.search("t", "c", "what is the ferry", mode="text")) == ["log"]
+
+
+def test_in_a_large_store_words_in_most_chunks_do_not_drown_a_rare_one(tmp_path):
+    knowledge = knowledge_over(f"sqlite:///{tmp_path / 'big.db'}")
+    knowledge.create("t", "c")
+    notes = [(f"n{i}", f"Harbour note {i}: the harbour was quiet.", None) for i in range(2100)]
+    add(knowledge, "t", "c", [*notes, ("rare", "The harbour master is Ingrid Vasquez.", None)])
+    found = knowledge.search("t", "c", "harbour Vasquez", k=3, mode="text")
+    assert ids(found)[0] == "rare"
+    assert len(knowledge.search("t", "c", "harbour", k=3, mode="text")) == 3  # the common word alone still finds
