@@ -236,4 +236,4 @@ def test_in_a_large_store_words_in_most_chunks_do_not_drown_a_rare_one(tmp_path)
     add(knowledge, "t", "c", [*notes, ("rare", "The harbour master is Ingrid Vasquez.", None)])
     found = knowledge.search("t", "c", "harbour Vasquez", k=3, mode="text")
     assert ids(found)[0] == "rare"
-    assert len(knowledge.search("t", "c", "harbour", k=3, mode="text")) == 3  # the common word alone still finds
+    assert len(knowledge.search("t", "c", "harbour", k=3, mode="text")) == 3  # a common word alone finds
