@@ -712,6 +712,7 @@ def answers_section(lab: Lab, count: int, free_count: int, max_new_tokens: int) 
     """/ask (the chain the server serves) in both styles: found, cited the evidence's chunk, quoted it."""
     from chains.backends import build_backend
     from chains.knowledge.answers import build_ask_chain
+    from chains.tenants.caller import Caller, with_caller
 
     settings = Settings()
     backend = build_backend(settings)
@@ -726,7 +727,9 @@ def answers_section(lab: Lab, count: int, free_count: int, max_new_tokens: int) 
         for q in asked:
             where = spans(corpus.prepared.text, q["evidence"])
             started = time.perf_counter()
-            config = {"configurable": {"max_new_tokens": max_new_tokens}}
+            config = with_caller(
+                {"configurable": {"max_new_tokens": max_new_tokens}}, Caller("bench", TENANT)
+            )
             out = chain.invoke({"question": q["question"], "collection": corpus.name}, config)
             seconds.append(time.perf_counter() - started)
             found += out["found"]
