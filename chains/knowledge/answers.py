@@ -140,14 +140,25 @@ def cited(answer: str, sources: list[dict]) -> list[dict]:
     return [{"n": n, **sources[n - 1]} for n in numbers]
 
 
-def quote_choices(knowledge: Knowledge, question: str, sources: list[dict]) -> list[tuple[int, str]]:
-    """The sentences of `sources` closest to the question by the encoder, with their source numbers."""
+def quote_choices(
+    knowledge: Knowledge, question: str, sources: list[dict], fits: Any = lambda text: True
+) -> list[tuple[int, str]]:
+    """The sentences of `sources` closest to the question by the encoder, with their source numbers, each
+    cut at a word so that `fits("[n] sentence")` (the reply's token room)."""
     candidates = [(n, text) for n, s in enumerate(sources, start=1) for text in sentences(s["text"])]
     if not candidates:
         candidates = [(n, " ".join(s["text"].split())) for n, s in enumerate(sources, start=1)]
     vectors = knowledge.embeddings.embed([question] + [text for _, text in candidates], truncate=True).vectors
     scores = np.asarray(vectors[1:]) @ np.asarray(vectors[0])
-    return [candidates[i] for i in np.argsort(-scores, kind="stable")[:QUOTE_CHOICES]]
+    chosen = [candidates[i] for i in np.argsort(-scores, kind="stable")[:QUOTE_CHOICES]]
+    return [(n, _cut_to_fit(n, text, fits)) for n, text in chosen]
+
+
+def _cut_to_fit(n: int, text: str, fits: Any) -> str:
+    words = text.split()
+    while len(words) > 1 and not fits(f"[{n}] {' '.join(words)}"):
+        words = words[: max(1, len(words) * 3 // 4)]
+    return " ".join(words)
 
 
 def ask_style(settings: Any) -> Style:
@@ -182,7 +193,11 @@ def build_ask_chain(
         )
         concrete, call_config = model.prepare(config)
         if chosen == "quote":
-            pattern = quote_pattern(quote_choices(knowledge, value.question, sources))
+            room, tokens = backend.max_new_tokens_of(config) - 4, backend.budget().tokens
+            choices = quote_choices(
+                knowledge, value.question, sources, lambda t: tokens.count_text(t) <= room
+            )
+            pattern = quote_pattern(choices)
         else:
             pattern = free_pattern(len(sources))
         if constrained:

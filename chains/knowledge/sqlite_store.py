@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import select, text
 
+from chains.errors import NotFound
 from chains.knowledge.stopwords import STOPWORDS
 from chains.knowledge.store import DocumentStore, matches
 
@@ -65,7 +66,8 @@ class SqliteStore(DocumentStore):
     def lock(self, conn: Any, collection_id: int) -> None:
         """Write first, so the transaction holds SQLite's write lock before it reads (no stale snapshot)."""
         sql = "UPDATE hfchain_collections SET version = version WHERE id = :id"
-        conn.execute(text(sql), {"id": collection_id})
+        if conn.execute(text(sql), {"id": collection_id}).rowcount == 0:
+            raise NotFound("the collection was deleted meanwhile: create it again and upload the documents")
 
     def to_column(self, vector: Any) -> bytes:
         return np.asarray(vector, dtype="<f4").tobytes()

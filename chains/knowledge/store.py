@@ -80,6 +80,7 @@ def tables(vector_type: Any) -> tuple[MetaData, Table, Table, Table]:
         Column("created_at", DateTime(timezone=True), nullable=False),
         Column("updated_at", DateTime(timezone=True), nullable=False),
         UniqueConstraint("tenant", "name"),
+        sqlite_autoincrement=True,  # ids are never reused: nothing of a deleted collection reaches a new one
     )
     documents = Table(
         "hfchain_documents",
@@ -94,6 +95,7 @@ def tables(vector_type: Any) -> tuple[MetaData, Table, Table, Table]:
         Column("chunks", Integer, nullable=False),
         Column("created_at", DateTime(timezone=True), nullable=False),
         UniqueConstraint("collection_id", "document_id"),
+        sqlite_autoincrement=True,
     )
     chunks = Table(
         "hfchain_chunks",
@@ -109,6 +111,7 @@ def tables(vector_type: Any) -> tuple[MetaData, Table, Table, Table]:
         Column("tokens", Integer, nullable=False),
         Column("norm", Float, nullable=False, default=1.0),
         Column("embedding", vector_type, nullable=False),
+        sqlite_autoincrement=True,
     )
     return meta, collections, documents, chunks
 
@@ -203,6 +206,7 @@ class DocumentStore:
         """Remove the collection with its documents and chunks, in one transaction."""
         row = self.collection_row(tenant, name)
         with self.database.connect() as conn, conn.begin():
+            self.lock(conn, row.id)  # waits for a document being stored; later ones find no collection
             chunks = conn.execute(delete(self.chunks_t).where(self.chunks_t.c.collection_id == row.id))
             docs = conn.execute(delete(self.documents_t).where(self.documents_t.c.collection_id == row.id))
             conn.execute(delete(self.collections_t).where(self.collections_t.c.id == row.id))

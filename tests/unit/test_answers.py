@@ -88,3 +88,11 @@ def test_the_chain_answers_with_citations_or_says_not_found(tmp_path):
     assert out["content"].startswith(out["answer"]) and "Sources:\n[1] pump" in out["content"]
     missing = chain.invoke({"question": "zebra migration routes", "collection": "c"})
     assert not missing["found"] and missing["citations"] == [] and "do not say" in missing["answer"]
+
+
+def test_quoted_sentences_are_cut_to_the_replys_room():
+    from chains.knowledge.answers import _cut_to_fit
+
+    long = " ".join(f"word{i}" for i in range(100))
+    cut = _cut_to_fit(2, long, lambda text: len(text.split()) <= 11)
+    assert long.startswith(cut) and 1 <= len(cut.split()) <= 10

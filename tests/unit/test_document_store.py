@@ -237,3 +237,15 @@ def test_in_a_large_store_words_in_most_chunks_do_not_drown_a_rare_one(tmp_path)
     found = knowledge.search("t", "c", "harbour Vasquez", k=3, mode="text")
     assert ids(found)[0] == "rare"
     assert len(knowledge.search("t", "c", "harbour", k=3, mode="text")) == 3  # a common word alone finds
+
+
+def test_a_document_stored_after_its_collection_was_deleted_reaches_no_other_collection(knowledge):
+    knowledge.create("alice", "secret")
+    prepared = [knowledge.prepare_text("plan", "Alice's merger plan: acquire Zorbatech.")]
+    row = knowledge.store.usable("alice", "secret")
+    knowledge.delete("alice", "secret")
+    knowledge.create("bob", "notes")
+    with pytest.raises(NotFound, match="deleted"):
+        knowledge.store.put_document(row.id, prepared[0].row(), prepared[0].chunks, [[0.1] * 64])
+    assert knowledge.store.usable("bob", "notes").id != row.id  # ids are never reused
+    assert knowledge.documents("bob", "notes") == [] and knowledge.search("bob", "notes", "Zorbatech") == []
