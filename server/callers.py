@@ -25,6 +25,12 @@ def meter(request: Request) -> Meter | None:
     return request.scope.get("state", {}).get("hfchain_meter")
 
 
+def count_prompt_tokens(request: Request, tokens: int) -> None:
+    """Tokens the request's own work read (the encoder's) count for the caller's quota."""
+    if (counter := meter(request)) is not None:
+        counter.add(prompt_tokens=tokens)
+
+
 def run_config(request: Request, config: dict[str, Any]) -> dict[str, Any]:
     """`config` with the caller in configurable (the key guard meters the request's runs)."""
     return with_caller(config, caller(request))

@@ -17,7 +17,7 @@ from chains.knowledge.collections import MAX_K, Knowledge, text_id
 from chains.knowledge.jobs import Ingestions
 from chains.tenants.audit import audit
 from chains.tenants.caller import NAME_HELP, NAME_PATTERN
-from server.callers import caller, meter, tenant
+from server.callers import caller, count_prompt_tokens, tenant
 
 CollectionName = Path(pattern=NAME_PATTERN, description=f"A collection's name ({NAME_HELP})")
 UPLOAD_PATH = r"^/collections/[^/]+/documents$"
@@ -98,10 +98,11 @@ def collections_router(knowledge: Knowledge, ingestions: Ingestions, job_bytes: 
         audit("collection.documents_added", caller(request), own, name=name, documents=len(documents))
         if as_job:
             job = await run_in_threadpool(ingestions.submit, own, name, documents)
-            _count(request, sum(c.tokens for d in documents for c in d.chunks))  # as sent: unchanged ones too
+            sent = sum(c.tokens for d in documents for c in d.chunks)  # as sent: unchanged ones too
+            count_prompt_tokens(request, sent)
             return JSONResponse({"collection": name, "job": job}, status_code=202)
         result = await run_in_threadpool(knowledge.ingest, own, name, documents)
-        _count(request, result["tokens"])
+        count_prompt_tokens(request, result["tokens"])
         return result
 
     @router.get("/{name}/documents")
@@ -169,12 +170,6 @@ async def _files(request: Request, knowledge: Knowledge) -> tuple[list[Prepared]
         return [knowledge.prepare_file(n, data, given_id or None, metadata) for n, data in files]
 
     return await run_in_threadpool(prepare_all), sum(len(data) for _, data in files)
-
-
-def _count(request: Request, tokens: int) -> None:
-    """The encoder's tokens count for the caller's quota, as on /v1/embeddings."""
-    if (counter := meter(request)) is not None:
-        counter.add(prompt_tokens=tokens)
 
 
 def _form_metadata(value: Any) -> dict[str, Any] | None:

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from chains.errors import InvalidInput
 from chains.knowledge.embeddings import EmbeddingService
-from server.callers import meter
+from server.callers import count_prompt_tokens
 
 
 class EmbeddingRequest(BaseModel):
@@ -50,7 +50,7 @@ def embeddings_router(service: EmbeddingService) -> APIRouter:
                 "leave dimensions out"
             )
         done = await service.aembed(_texts(body.input, service))
-        _count(request, done.tokens)
+        count_prompt_tokens(request, done.tokens)
         data = [
             {"object": "embedding", "index": i, "embedding": _encoded(vector, body.encoding_format)}
             for i, vector in enumerate(done.vectors)
@@ -62,7 +62,7 @@ def embeddings_router(service: EmbeddingService) -> APIRouter:
     async def tei_embed(body: TeiEmbedRequest, request: Request) -> list[list[float]]:
         texts = [body.inputs] if isinstance(body.inputs, str) else body.inputs
         done = await service.aembed(texts, truncate=body.truncate)
-        _count(request, done.tokens)
+        count_prompt_tokens(request, done.tokens)
         return done.vectors  # unit vectors: normalize=false has nothing else to give for this encoder
 
     return router
@@ -84,8 +84,3 @@ def _encoded(vector: list[float], encoding: str) -> list[float] | str:
     if encoding == "float":
         return vector
     return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode()
-
-
-def _count(request: Request, tokens: int) -> None:
-    if (counter := meter(request)) is not None:
-        counter.add(prompt_tokens=tokens)

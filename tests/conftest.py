@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
@@ -104,6 +105,21 @@ def hfchain_server(**env: str) -> ServerProcess:
         **env,
     }
     return ServerProcess([sys.executable, "-m", "server"], env=settings, port=port)
+
+
+@contextlib.contextmanager
+def started_replicas(env: dict[str, str], names: tuple[str, ...] = ("a", "b")) -> Iterator[list]:
+    """hfchain servers named `names` (HFCHAIN_REPLICA_ID) with `env`, started at once, stopped after."""
+    started = []
+    try:
+        for name in names:
+            started.append(hfchain_server(**env, HFCHAIN_REPLICA_ID=name))
+        for replica in started:
+            replica.wait("/ready", timeout=240)
+        yield started
+    finally:
+        for replica in started:
+            replica.stop()
 
 
 @pytest.fixture(scope="session")

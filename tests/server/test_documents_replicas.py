@@ -8,7 +8,7 @@ import httpx
 import pytest
 from langserve import RemoteRunnable
 
-from tests.conftest import free_port, hfchain_server, wait_for
+from tests.conftest import free_port, started_replicas, wait_for
 from tests.fixtures.documents import pdf_bytes
 from tests.postgres import running
 
@@ -22,17 +22,10 @@ GUIDE = [
 @pytest.fixture(scope="module")
 def replicas(embedded_backend):
     with running(free_port(), vector=True) as database:
-        url, started = database.new_database(), []
+        url = database.new_database()
         env = {"HFCHAIN_SESSIONS_URL": url, "HFCHAIN_API_KEYS": ROOT_KEY, "HFCHAIN_KEYS_CACHE_SECONDS": "1"}
-        try:
-            for name in ("a", "b"):
-                started.append(hfchain_server(**env, HFCHAIN_REPLICA_ID=name))
-            for replica in started:
-                replica.wait("/ready", timeout=240)
+        with started_replicas(env) as started:
             yield started
-        finally:
-            for replica in started:
-                replica.stop()
 
 
 def auth(key: str) -> dict:

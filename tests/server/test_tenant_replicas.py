@@ -9,7 +9,7 @@ import uuid
 import httpx
 import pytest
 
-from tests.conftest import free_port, hfchain_server, wait_for
+from tests.conftest import free_port, started_replicas, wait_for
 from tests.postgres import running
 
 ROOT_KEY = "replicas-root-key"
@@ -19,22 +19,14 @@ CACHE_S = 1
 @pytest.fixture(scope="module")
 def replicas(embedded_backend):
     with running(free_port()) as database:
-        url, started = database.new_database(), []
         env = {
-            "HFCHAIN_SESSIONS_URL": url,
+            "HFCHAIN_SESSIONS_URL": database.new_database(),
             "HFCHAIN_API_KEYS": ROOT_KEY,
             "HFCHAIN_KEYS_CACHE_SECONDS": str(CACHE_S),
             "HFCHAIN_MAX_NEW_TOKENS": "4",
         }
-        try:
-            for name in ("a", "b"):
-                started.append(hfchain_server(**env, HFCHAIN_REPLICA_ID=name))
-            for replica in started:
-                replica.wait("/ready", timeout=240)
+        with started_replicas(env) as started:
             yield started
-        finally:
-            for replica in started:
-                replica.stop()
 
 
 def auth(key: str) -> dict:
