@@ -89,6 +89,13 @@ class Overloaded(HfchainError):
     error_type = "overloaded"
 
 
+class KvPoolTooSmall(HfchainError):
+    """A request that would need more KV memory than the server's whole pool (HFCHAIN_KV_CACHE_BYTES)."""
+
+    status_code = 503
+    error_type = "kv_pool_too_small"
+
+
 class QueueTimeout(HfchainError):
     """The request waited for the model longer than the queue timeout."""
 

@@ -8,7 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
+from pydantic import AliasChoices, ByteSize, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "HFCHAIN_"
@@ -219,11 +219,17 @@ class Settings(BaseSettings):
     max_prefill_tokens: int = Field(
         8192, ge=64, description="Padded prompt tokens prefilled at once when requests join the batch"
     )
+    kv_cache_bytes: ByteSize | None = Field(
+        None,
+        description="Memory for cached keys and values (the prefix cache, reused by prompts that start the "
+        "same way: sessions, agents, shared system prompts), e.g. 512MiB or 2GB; reserved once at start "
+        "in blocks of 16 tokens; 0 turns the cache off; unset: 5% of memory, at most 1 GiB",
+    )
     prefix_cache_tokens: int | None = Field(
         None,
         ge=0,
-        description="Tokens of computed KV cache kept to reuse for prompts that start the same way "
-        "(sessions, agents, shared system prompts); 0 turns it off; unset: 5% of memory, at most 32,768",
+        description="Retired: use HFCHAIN_KV_CACHE_BYTES. Still read when that is unset (tokens times the "
+        "model's bytes per token), with a warning",
     )
     max_concurrent_requests: int = Field(
         128, ge=1, description="Requests admitted at once (running plus waiting); more get 429"

@@ -110,13 +110,46 @@ class Metrics:
         if engine is not None:
             self.queue.set_function(lambda: engine.queued)
             self.running.set_function(lambda: engine.running)
-            self.prefix_tokens.set_function(lambda: engine.prefix.tokens if engine.prefix else 0)
+            self.prefix_tokens.set_function(lambda: engine.pool.tokens if engine.pool else 0)
+            self.registry.register(_PoolCounts(engine))
         self.in_flight.set_function(lambda: admission.active)
 
     def watch_embeddings(self, service: Any) -> None:
         """hfchain_embedding_requests_total and hfchain_embedding_batches_total, read when scraped (fewer
         batches than requests: concurrent requests were encoded together)."""
         self.registry.register(_EmbeddingCounts(service))
+
+
+class _PoolCounts:
+    """The KV block pool, read when scraped: its bytes, blocks by state, evictions."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+
+    def collect(self) -> Any:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        pool = self.engine.pool
+        size = GaugeMetricFamily("hfchain_kv_pool_bytes", "Bytes reserved for the KV block pool")
+        blocks = GaugeMetricFamily(
+            "hfchain_kv_blocks",
+            "KV pool blocks (16 tokens each) by state: used by running rows, cached for reuse, free",
+            labels=["state"],
+        )
+        evictions = CounterMetricFamily(
+            "hfchain_kv_evictions", "Cached blocks reused for other tokens (least recently used first)"
+        )
+        waits = CounterMetricFamily(
+            "hfchain_kv_waits", "Times a request waited in the queue because the pool had no blocks for it"
+        )
+        if pool is not None:
+            size.add_metric([], pool.bytes)
+            cached, free = len(pool.cached), len(pool.free)
+            for state, count in (("used", pool.total - cached - free), ("cached", cached), ("free", free)):
+                blocks.add_metric([state], count)
+            evictions.add_metric([], pool.stats.evictions)
+            waits.add_metric([], pool.stats.waits)
+        yield from (size, blocks, evictions, waits)
 
 
 class _EmbeddingCounts:

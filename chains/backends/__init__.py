@@ -100,6 +100,7 @@ def build_local(settings: Settings) -> Backend:
         queue_timeout=settings.queue_timeout,
         max_input_tokens=settings.max_input_tokens,
         max_prefill_tokens=settings.max_prefill_tokens,
+        kv_cache_bytes=settings.kv_cache_bytes,
         prefix_cache_tokens=settings.prefix_cache_tokens,
         repetition_guard=settings.repetition_guard,
         runtime=settings.runtime,

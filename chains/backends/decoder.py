@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from transformers import DynamicCache
 
-from chains.backends.prefix import Hit, PrefixStore
+from chains.backends.pool import BlockPool
 
 MIN_TEMPERATURE = 1e-4
 
@@ -21,12 +21,12 @@ MIN_TEMPERATURE = 1e-4
 class Decoder:
     """The running batch: its cache, attention mask, next positions, and per-row sampling settings.
 
-    With a prefix store, a joining prompt whose start is cached prefills only the rest, and a leaving row
-    leaves what it processed (prompt and reply) in the store.
+    With a KV pool, each row holds a lease (`row.lease`): a joining prompt whose start is cached prefills
+    only the rest, and a row's blocks receive what it processed (its prompt at once, its reply as it leaves).
     """
 
-    def __init__(self, model: Any, pad_token_id: int, store: PrefixStore | None = None) -> None:
-        self.model, self.pad, self.store = model, pad_token_id, store
+    def __init__(self, model: Any, pad_token_id: int, pool: BlockPool | None = None) -> None:
+        self.model, self.pad, self.pool = model, pad_token_id, pool
         self.device = model.device
         self.rows: list[Any] = []  # opaque per-row objects, in batch order
         self.fed: list[list[int]] = []  # per row: the tokens whose keys and values are in the cache
@@ -41,11 +41,11 @@ class Decoder:
     @torch.inference_mode()
     def join(self, rows: list[Any], prompts: list[list[int]], params: list[Any]) -> list[tuple[int, int]]:
         """Prefill new rows and merge them into the batch; each one's (first token, prompt tokens reused
-        from the prefix store)."""
-        hits = [self.store.lookup(p) if self.store is not None else None for p in prompts]
+        from the pool)."""
+        hits = [_cached(row) for row in rows]
         if len(prompts) > 1:  # one padded prefill beats separate ones unless most of a prompt is cached
-            hits = [h if h and 2 * h.length >= len(p) else None for h, p in zip(hits, prompts, strict=True)]
-        cold = [i for i, hit in enumerate(hits) if hit is None]
+            hits = [h if 2 * h >= len(p) else 0 for h, p in zip(hits, prompts, strict=True)]
+        cold = [i for i, hit in enumerate(hits) if not hit]
         firsts: dict[int, int] = {}
         if cold:
             tokens = self._prefill(
@@ -53,9 +53,9 @@ class Decoder:
             )
             firsts.update(zip(cold, tokens, strict=True))
         for i, hit in enumerate(hits):
-            if hit is not None:
+            if hit:
                 firsts[i] = self._resume(rows[i], prompts[i], params[i], hit)
-        return [(firsts[i], hit.length if hit else 0) for i, hit in enumerate(hits)]
+        return [(firsts[i], hit) for i, hit in enumerate(hits)]
 
     def _prefill(self, rows: list[Any], prompts: list[list[int]], params: list[Any]) -> list[int]:
         """The whole prompts, left-padded into one batch."""
@@ -75,12 +75,12 @@ class Decoder:
         self._merge(rows, prompts, cache, mask, mask.sum(-1), first)
         return first.tolist()
 
-    def _resume(self, row: Any, prompt: list[int], params: Any, hit: Hit) -> int:
-        """One prompt from its cached prefix: only the tokens after it go through the model."""
-        rest = torch.tensor([prompt[hit.length :]], dtype=torch.long, device=self.device)
-        cache = DynamicCache(ddp_cache_data=hit.layers)
+    def _resume(self, row: Any, prompt: list[int], params: Any, hit: int) -> int:
+        """One prompt from its first `hit` tokens cached in the pool: only the rest go through the model."""
+        rest = torch.tensor([prompt[hit:]], dtype=torch.long, device=self.device)
+        cache = DynamicCache(ddp_cache_data=self.pool.prefix(row.lease, hit))
         mask = torch.ones((1, len(prompt)), dtype=torch.long, device=self.device)
-        positions = torch.arange(hit.length, len(prompt), device=self.device).unsqueeze(0)
+        positions = torch.arange(hit, len(prompt), device=self.device).unsqueeze(0)
         logits = self.model(
             input_ids=rest, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True
         ).logits[:, -1, :]
@@ -112,7 +112,7 @@ class Decoder:
         """Drop the rows marked False, then the leading columns no remaining row uses."""
         if all(keep):
             return
-        if self.store is not None:
+        if self.pool is not None:
             for i in (i for i, k in enumerate(keep) if not k):
                 self._store(i)
         index = torch.tensor([i for i, k in enumerate(keep) if k], dtype=torch.long, device=self.device)
@@ -130,14 +130,12 @@ class Decoder:
             layer.keys, layer.values = layer.keys[index, :, start:], layer.values[index, :, start:]
 
     def _store(self, i: int) -> None:
-        """Copy row i's keys and values (its trailing unpadded columns) into the prefix store."""
-        tokens = self.fed[i]
-        if self.store.covers(tokens):
-            return
+        """Write row i's computed keys and values (its trailing unpadded columns) into its blocks."""
+        tokens, layers = self.fed[i], self.cache.layers
         n = len(tokens)
-        layers = [(layer.keys[i : i + 1, :, -n:].clone(), layer.values[i : i + 1, :, -n:].clone())
-                  for layer in self.cache.layers]  # fmt: skip
-        self.store.add(list(tokens), layers)
+        self.pool.commit(
+            self.rows[i].lease, tokens, lambda j: (layers[j].keys[i, :, -n:], layers[j].values[i, :, -n:])
+        )
 
     def _merge(
         self,
@@ -165,11 +163,17 @@ class Decoder:
         self._store_prompts(len(rows))
 
     def _store_prompts(self, count: int) -> None:
-        """The prompts of the last `count` rows go into the store as soon as they are computed, so that
+        """The prompts of the last `count` rows go into their blocks as soon as they are computed, so that
         requests arriving while these generate share them too."""
-        if self.store is not None:
+        if self.pool is not None:
             for i in range(len(self.rows) - count, len(self.rows)):
                 self._store(i)
+
+
+def _cached(row: Any) -> int:
+    """Prompt tokens of a row that its lease found in the pool (0 without a pool)."""
+    lease = getattr(row, "lease", None)
+    return lease.cached_tokens if lease is not None else 0
 
 
 def _left_pad(tensor: Any, width: int, dim: int = -1) -> Any:

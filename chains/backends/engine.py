@@ -21,7 +21,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chains.backends.scope import register
-from chains.errors import HfchainError, InvalidInput, ModelNotReady, Overloaded, QueueTimeout
+from chains.errors import (
+    HfchainError,
+    InvalidInput,
+    KvPoolTooSmall,
+    ModelNotReady,
+    Overloaded,
+    QueueTimeout,
+)
 from chains.stops import StopFilter
 
 log = logging.getLogger(__name__)
@@ -75,6 +82,8 @@ class Job:
         self.submitted = time.monotonic()
         self.cancelled = threading.Event()
         self.generator: Any = None  # a seeded job's own torch.Generator
+        self.lease: Any = None  # its blocks in the KV pool (pool.py), once taken from the queue
+        self.waited = False  # whether it had to wait for blocks
         self.constraint: Any = None  # the grammar's matcher, when params.grammar is set
         self._sync: queue.SimpleQueue = queue.SimpleQueue()
         self._async: asyncio.Queue | None = asyncio.Queue() if loop else None
@@ -142,12 +151,14 @@ class BatchEngine:
         queue_timeout: float | None = None,
         observer: Observer | None = None,
         max_prefill_tokens: int = 8192,
+        kv_cache_bytes: int | None = None,
         prefix_cache_tokens: int | None = None,
         repetition_guard: bool = True,
     ) -> None:
         self.max_batch, self.max_tokens_in_flight = max_batch, max_tokens_in_flight
-        self.prefix_cache_tokens = prefix_cache_tokens  # None: sized from memory when the model is known
-        self.prefix: Any = None
+        self.kv_cache_bytes = kv_cache_bytes  # None: sized from memory when the model is known; 0: off
+        self.prefix_cache_tokens = prefix_cache_tokens  # retired: read when kv_cache_bytes is None
+        self.pool: Any = None  # the KV block pool (pool.py), made once the model is loaded
         # constrained rows: a structure closes within max_new_tokens (budget); degenerate strings end
         self.budget_guard, self.repetition_guard = True, repetition_guard
         self.queue_timeout, self.max_prefill_tokens = queue_timeout, max_prefill_tokens
@@ -188,6 +199,8 @@ class BatchEngine:
             )
             if self.budget_guard:
                 _check_room(job.constraint.minimum, params.max_new_tokens)
+        if self.pool is not None:
+            _check_pool(self.pool, job.tokens)
         with self._cond:
             limit = self.max_tokens_in_flight
             if limit and self._tokens_in_flight() + job.tokens > limit and (self._queue or self._running):
@@ -273,6 +286,7 @@ class BatchEngine:
             except Exception as error:  # a failed step fails the running jobs, not the engine
                 log.exception("generation failed for a batch of %d", len(decoder.rows) + len(joiners))
                 jobs = {id(r.job): r.job for r in decoder.rows} | {id(j): j for j in joiners}
+                self._release(jobs.values())
                 for job in jobs.values():
                     job.emit(error)
                 decoder = None
@@ -287,20 +301,35 @@ class BatchEngine:
 
     def _new_decoder(self) -> Any:
         if hasattr(self.model, "new_decoder"):  # a runtime of its own (chains/backends/onnx)
-            return self.model.new_decoder(self.tokenizer.pad_token_id, self._prefix_store())
+            return self.model.new_decoder(self.tokenizer.pad_token_id, self.pool)
         from chains.backends.decoder import Decoder
 
-        return Decoder(self.model, self.tokenizer.pad_token_id, self._prefix_store())
+        return Decoder(self.model, self.tokenizer.pad_token_id, self.pool)
 
-    def _prefix_store(self) -> Any:
-        """The prefix store (made on first use, once the model's size per token is known); None when off."""
-        if self.prefix is None and self.prefix_cache_tokens != 0:
-            from chains.backends.prefix import PrefixStore, default_tokens
+    def make_pool(self) -> None:
+        """Reserve the KV block pool for the loaded model (on the model thread); none when set to 0."""
+        from chains.backends.pool import BLOCK, allocate, bytes_per_token, default_bytes
 
-            bound = self.prefix_cache_tokens or default_tokens(self.model)
-            self.prefix = PrefixStore(bound)
-            log.info("prefix cache: up to %d tokens", bound)
-        return self.prefix
+        if self.kv_cache_bytes is None and self.prefix_cache_tokens is not None:
+            self.kv_cache_bytes = self.prefix_cache_tokens * bytes_per_token(self.model)
+            log.warning(
+                "HFCHAIN_PREFIX_CACHE_TOKENS is retired: set HFCHAIN_KV_CACHE_BYTES instead (%d tokens of "
+                "this model are HFCHAIN_KV_CACHE_BYTES=%d)",
+                self.prefix_cache_tokens,
+                self.kv_cache_bytes,
+            )
+        if self.kv_cache_bytes == 0:
+            log.info("KV pool: off (HFCHAIN_KV_CACHE_BYTES=0): no prefix cache")
+            return
+        self.pool = allocate(self.model, self.kv_cache_bytes or default_bytes(self.model))
+        log.info(
+            "KV pool: %.0f MiB, %d blocks of %d tokens (%d tokens of this model)%s",
+            self.pool.bytes / 2**20,
+            self.pool.total,
+            BLOCK,
+            self.pool.total * BLOCK,
+            "" if self.kv_cache_bytes else "; set HFCHAIN_KV_CACHE_BYTES to change it",
+        )
 
     def _advance(self, decoder: Any, joiners: list[Job]) -> None:
         """Prefill the joiners into the batch, then one decoding step for every row."""
@@ -326,7 +355,16 @@ class BatchEngine:
         for row in decoder.rows:
             if row.done:
                 row.finish()
-        decoder.keep([not row.done for row in decoder.rows])
+        leaving = [row for row in decoder.rows if row.done]
+        decoder.keep([not row.done for row in decoder.rows])  # a leaving row's blocks get its keys first
+        self._release(row.job for row in leaving)
+
+    def _release(self, jobs: Any) -> None:
+        """Give the jobs' blocks back to the pool (once each)."""
+        if self.pool is not None:
+            for job in jobs:
+                if job.lease is not None:
+                    self.pool.release(job.lease)
 
     def _take(self, free: int) -> tuple[list[_Call], list[Job]]:
         """Queued calls (all) and up to `free` jobs, in order, out of the queue (caller holds the lock).
@@ -341,7 +379,8 @@ class BatchEngine:
                 continue
             wider = max(width, len(item.prompt))
             fits = not jobs or (len(jobs) + 1) * wider <= self.max_prefill_tokens
-            if len(jobs) < free and fits and not kept:  # in order: a job never overtakes one left waiting
+            # in order: a job never overtakes one left waiting (for a batch slot or for pool blocks)
+            if len(jobs) < free and fits and not kept and self._lease(item):
                 jobs.append(item)
                 width = wider
             else:
@@ -349,14 +388,26 @@ class BatchEngine:
         self._queue = kept
         return calls, jobs
 
+    def _lease(self, job: Job) -> bool:
+        """Take the job's blocks from the pool (its cached prefix, then fresh ones); False: wait."""
+        if self.pool is None:
+            return True
+        keep = getattr(self.model, "min_rows", 1)  # prompt tokens that must still be computed
+        job.lease = self.pool.lease(job.prompt, job.tokens, keep)
+        if job.lease is None and not job.waited:
+            job.waited = True
+            self.pool.stats.waits += 1
+        return job.lease is not None
+
     def _live(self, jobs: list[Job]) -> list[Job]:
         """Drop jobs whose client left, and fail those that waited past the queue timeout."""
         now, live = time.monotonic(), []
+        self._release(job for job in jobs if job.cancelled.is_set() or self._expired(job, now))
         for job in jobs:
             if job.cancelled.is_set():
                 self.observer.finished(Completion("", len(job.prompt), 0, "cancelled"))
                 job.emit(Completion("", len(job.prompt), 0, "cancelled"))
-            elif self.queue_timeout and now - job.submitted > self.queue_timeout:
+            elif self._expired(job, now):
                 job.emit(
                     QueueTimeout(
                         f"waited {now - job.submitted:.0f} s for the model (HFCHAIN_QUEUE_TIMEOUT="
@@ -367,6 +418,9 @@ class BatchEngine:
             else:
                 live.append(job)
         return live
+
+    def _expired(self, job: Job, now: float) -> bool:
+        return bool(self.queue_timeout) and now - job.submitted > self.queue_timeout
 
     def _expire_waiting(self) -> list[Job]:
         """Jobs still queued that were cancelled or timed out: answered now, not when a slot frees."""
@@ -397,7 +451,7 @@ class _Row:
         self.done, self.reason = False, "length"
         self.temperature, self.top_p = job.params.temperature, job.params.top_p
         self.generator, self.constraint = job.generator, job.constraint
-        self.cached = 0
+        self.lease, self.cached = job.lease, 0
 
     @property
     def remaining(self) -> int:
@@ -455,6 +509,18 @@ def _check_room(minimum: int, limit: int) -> None:
             f"max_tokens (max_new_tokens) is {limit}, but the shortest reply this schema, grammar or tool "
             f"call allows takes {minimum} tokens: raise it to at least {minimum}",
             minimum_tokens=minimum,
+        )
+
+
+def _check_pool(pool: Any, tokens: int) -> None:
+    """Refuse, before any work, a row that would need more blocks than the whole pool has."""
+    from chains.backends.pool import BLOCK
+
+    if pool.blocks_for(tokens) > pool.total:
+        raise KvPoolTooSmall(
+            f"this request may hold {tokens} tokens (prompt plus max_new_tokens) but the KV pool holds "
+            f"{pool.total * BLOCK} (HFCHAIN_KV_CACHE_BYTES={pool.bytes}): ask for fewer max_tokens or "
+            "raise HFCHAIN_KV_CACHE_BYTES"
         )
 
 

@@ -37,6 +37,7 @@ class LocalModel:
         queue_timeout: float | None = None,
         max_input_tokens: int | None = None,
         max_prefill_tokens: int = 8192,
+        kv_cache_bytes: int | None = None,
         prefix_cache_tokens: int | None = None,
         repetition_guard: bool = True,
         runtime: str = "torch",
@@ -59,6 +60,7 @@ class LocalModel:
             max_tokens_in_flight,
             queue_timeout,
             max_prefill_tokens=max_prefill_tokens,
+            kv_cache_bytes=kv_cache_bytes,
             prefix_cache_tokens=prefix_cache_tokens,
             repetition_guard=repetition_guard,
         )
@@ -127,6 +129,7 @@ class LocalModel:
         self.context_window = self.context_window or _context_window(model.config, tokenizer) or 2048
         self.model, self.tokenizer, self._tokens = model, tokenizer, Tokens(tokenizer)
         self.engine.model, self.engine.tokenizer = model, tokenizer
+        self.engine.make_pool()
         log.info(
             "model %s ready in %.1f s, imports included (context %s tokens)",
             self.name,

@@ -4,9 +4,9 @@ keep), with the cache kept as numpy arrays (rows, kv heads, tokens, head dim) pe
 Rows are right-padded: row i's tokens fill its first lens[i] columns, and the graph's attention writes
 each new token at the row's own length, so rows of any length share one step and a finished row's
 columns are simply cut. Each joining prompt is prefilled alone (the pruned graph returns the last
-position's logits only), from its cached prefix when the prefix store holds one.
+position's logits only), from its cached prefix when the KV pool holds one.
 
-The prefix store gets prompts only, not prompt plus reply as with torch: keys and values computed one
+The pool gets prompts only, not prompt plus reply as with torch: keys and values computed one
 token at a time (another attention kernel) differ in their last bits from a prefill's, and int8
 activations turn that into different replies; a follow-up turn recomputes the previous reply.
 """
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from chains.backends.decoder import pick
-from chains.backends.prefix import MIN_REUSE, Hit, PrefixStore
+from chains.backends.pool import BlockPool
 
 
 class OnnxDecoder:
@@ -29,8 +29,8 @@ class OnnxDecoder:
     phantom row (one cached token, never read back) that is dropped as soon as another row joins.
     """
 
-    def __init__(self, model: Any, pad_token_id: int, store: PrefixStore | None = None) -> None:
-        self.model, self.pad, self.store = model, pad_token_id, store
+    def __init__(self, model: Any, pad_token_id: int, pool: BlockPool | None = None) -> None:
+        self.model, self.pad, self.pool = model, pad_token_id, pool
         self.rows: list[Any] = []
         self.fed: list[list[int]] = []  # per row: the tokens whose keys and values are in the cache
         self.lens = np.zeros(0, np.int64)
@@ -43,28 +43,18 @@ class OnnxDecoder:
 
     def join(self, rows: list[Any], prompts: list[list[int]], params: list[Any]) -> list[tuple[int, int]]:
         """Prefill new rows one by one and merge them into the batch; each one's (first token, prompt
-        tokens reused from the prefix store)."""
+        tokens reused from the pool; its lease left at least model.min_rows to compute)."""
         logits, presents, reused = [], [], []
-        for prompt in prompts:
-            hit = self._hit(prompt)
-            past = [a for pair in hit.layers for a in pair] if hit else None
-            last, present = self.model.prefill(prompt, past, hit.length if hit else 0)
+        for row, prompt in zip(rows, prompts, strict=True):
+            hit = row.lease.cached_tokens if getattr(row, "lease", None) is not None else 0
+            past = [a for pair in self.pool.prefix(row.lease, hit) for a in pair] if hit else None
+            last, present = self.model.prefill(prompt, past, hit)
             logits.append(last[0])
             presents.append(present)
-            reused.append(hit.length if hit else 0)
+            reused.append(hit)
         first = pick(torch.from_numpy(np.stack(logits)), params).numpy().astype(np.int64)
         self._merge(rows, prompts, presents, first)
         return list(zip(first.tolist(), reused, strict=True))
-
-    def _hit(self, prompt: list[int]) -> Hit | None:
-        """The prompt's cached prefix, leaving at least model.min_rows tokens to compute."""
-        hit = self.store.lookup(prompt) if self.store is not None else None
-        if hit is None or len(prompt) - hit.length >= self.model.min_rows:
-            return hit
-        length = len(prompt) - self.model.min_rows
-        if length < MIN_REUSE:
-            return None
-        return Hit(length, [(k[:, :, :length], v[:, :, :length]) for k, v in hit.layers])
 
     def step(self, params: list[Any]) -> list[int]:
         """One decoding step for every row; returns each row's next token."""
@@ -110,7 +100,7 @@ class OnnxDecoder:
         self.lens = np.concatenate([self.lens, [len(p) for p in prompts]]).astype(np.int64)
         self.last = np.concatenate([self.last, first]).astype(np.int64)
         self._set_phantom()
-        if self.store is not None:  # prompts are shared as soon as they are computed
+        if self.pool is not None:  # prompts are shared as soon as they are computed
             for i in range(len(self.rows) - len(rows), len(self.rows)):
                 self._store(i)
 
@@ -125,14 +115,12 @@ class OnnxDecoder:
         self.phantom = needed
 
     def _store(self, i: int) -> None:
-        """Copy row i's keys and values (its first lens[i] columns) into the prefix store."""
-        tokens = self.fed[i]
-        if self.store.covers(tokens):
-            return
-        n, past = len(tokens), self.past
-        layers = [(past[j][i : i + 1, :, :n].copy(), past[j + 1][i : i + 1, :, :n].copy())
-                  for j in range(0, len(past), 2)]  # fmt: skip
-        self.store.add(list(tokens), layers)
+        """Write row i's keys and values (its first lens[i] columns) into its blocks."""
+        tokens, past = self.fed[i], self.past
+        n = len(tokens)
+        self.pool.commit(
+            self.rows[i].lease, tokens, lambda j: (past[2 * j][i, :, :n], past[2 * j + 1][i, :, :n])
+        )
 
 
 def _right_pad(array: np.ndarray, width: int) -> np.ndarray:
