@@ -69,7 +69,7 @@ RUNTIMES = {"onnx-fp32": {"runtime": "onnx", "onnx_precision": "fp32"}, "onnx-in
 
 def continuations(overrides: dict, tokens: int) -> tuple[list[list[int]], list[str], float]:
     """Greedy token ids and texts for every prompt (one batch per runtime), and the seconds it took."""
-    backend = build_backend(load_settings(backend="local", model=None, prefix_cache_tokens=0, **overrides))
+    backend = build_backend(load_settings(backend="local", model=None, kv_cache_bytes=0, **overrides))
     backend.engine.load()
     model = backend.engine
     try:

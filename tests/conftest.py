@@ -97,11 +97,11 @@ class ServerProcess:
 def hfchain_server(**env: str) -> ServerProcess:
     """`python -m server` on a free port with HFCHAIN_* settings from `env`."""
     port = free_port()
-    # a small prefix cache: dozens of test servers must not each hold 5% of the machine's memory
+    # a small KV pool: dozens of test servers must not each reserve 5% of the machine's memory
     settings = {
         "HFCHAIN_PORT": str(port),
         "HFCHAIN_HOST": "127.0.0.1",
-        "HFCHAIN_PREFIX_CACHE_TOKENS": "8192",
+        "HFCHAIN_KV_CACHE_BYTES": "384MiB",
         **env,
     }
     return ServerProcess([sys.executable, "-m", "server"], env=settings, port=port)

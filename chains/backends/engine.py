@@ -352,12 +352,11 @@ class BatchEngine:
     def _drop_finished(self, decoder: Any) -> None:
         for row in decoder.rows:
             row.check_cancelled()
-        for row in decoder.rows:
-            if row.done:
-                row.finish()
         leaving = [row for row in decoder.rows if row.done]
         decoder.keep([not row.done for row in decoder.rows])  # a leaving row's blocks get its keys first
-        self._release(row.job for row in leaving)
+        self._release(row.job for row in leaving)  # before the reply: a client then sees its blocks back
+        for row in leaving:
+            row.finish()
 
     def _release(self, jobs: Any) -> None:
         """Give the jobs' blocks back to the pool (once each)."""

@@ -87,3 +87,42 @@ def test_rows_with_and_without_a_cached_prefix_join_one_batch(embedded_backend):
     with without_prefix_cache(embedded_backend):
         alone = [model.generate([p], params)[0] for p in prompts]
     assert [c.text for c in together] == [c.text for c in alone]
+
+
+@contextmanager
+def tiny_pool(backend, blocks: int):
+    """The engine on a pool of `blocks` blocks for the duration."""
+    from chains.backends.pool import allocate, bytes_per_token
+
+    core = backend.engine.engine
+    core.call(lambda: None).result()
+    saved = core.pool
+    core.pool = allocate(core.model, blocks * BLOCK * bytes_per_token(core.model))
+    try:
+        yield core.pool
+    finally:
+        core.call(lambda: None).result()
+        core.pool = saved
+
+
+def test_a_row_waits_for_blocks_held_by_running_rows_and_replies_as_it_would_alone(embedded_backend):
+    model = embedded_backend.engine
+    prompts = [model.tokenizer(f"Story number {i}: once upon a time, a fox").input_ids for i in range(3)]
+    params = GenerationParams(max_new_tokens=40)
+    alone = [model.generate([p], params)[0].text for p in prompts]
+    need = -(-(len(prompts[0]) + 40) // BLOCK)
+    with tiny_pool(embedded_backend, 2 * need) as pool:  # room for two rows at once, not three
+        together = model.generate(prompts, params)
+        assert pool.stats.waits == 1  # the third waited for the first two to leave
+        model.engine.call(lambda: None).result()
+        pool.check()
+        assert pool.used == 0
+    assert [c.text for c in together] == alone
+
+
+def test_a_request_larger_than_the_whole_pool_is_refused_naming_the_setting(embedded_backend):
+    from chains.errors import KvPoolTooSmall
+
+    model = embedded_backend.engine
+    with tiny_pool(embedded_backend, 4), pytest.raises(KvPoolTooSmall, match="HFCHAIN_KV_CACHE_BYTES"):
+        model.generate([model.tokenizer("Hello").input_ids], GenerationParams(max_new_tokens=100))
