@@ -26,6 +26,7 @@ SESSION_ID_HELP = "1-128 characters: letters, digits and . _ : @ - (starting wit
 
 metadata = MetaData()
 TABLE = "hfchain_session_turns"
+HISTORY_TURNS = 256  # turns read back per request: more never fit a prompt (the oldest are left out first)
 turns = Table(
     TABLE,
     metadata,
@@ -58,11 +59,17 @@ class SessionStore:
         log.info("sessions stored in %s", safe_url(url))
 
     def history(self, session_id: str, tenant: str = DEFAULT_TENANT) -> list[BaseMessage]:
-        """Every stored message of the tenant's session, oldest first ([] for a new session)."""
-        query = select(turns.c.messages).where(_owned(session_id, tenant)).order_by(turns.c.id)
+        """The messages of the tenant's session's last HISTORY_TURNS turns, oldest first ([] for a new
+        session): no prompt holds more, and a long session must not cost memory per request."""
+        query = (
+            select(turns.c.messages)
+            .where(_owned(session_id, tenant))
+            .order_by(turns.c.id.desc())
+            .limit(HISTORY_TURNS)
+        )
         with self._connect() as conn:
             rows = conn.execute(query).scalars().all()
-        return [message for row in rows for message in messages_from_dict(json.loads(row))]
+        return [message for row in reversed(rows) for message in messages_from_dict(json.loads(row))]
 
     def append(self, session_id: str, messages: list[BaseMessage], tenant: str = DEFAULT_TENANT) -> None:
         """Store one turn's messages, atomically."""

@@ -20,6 +20,7 @@ from chains.backends.engine import Completion, Observer
 
 log = logging.getLogger("hfchain.access")
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 60, 120, 300)
+METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}  # any other is counted as "other"
 
 
 class Metrics:
@@ -222,7 +223,8 @@ class Telemetry:
         finally:
             seconds = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", None) or "unmatched"
-            self.metrics.requests.labels(route, scope["method"], str(status)).inc()
+            method = scope["method"] if scope["method"] in METHODS else "other"  # any token is a method
+            self.metrics.requests.labels(route, method, str(status)).inc()
             self.metrics.latency.labels(route).observe(seconds)
             log.info(
                 "%s %s %s %.0f ms",

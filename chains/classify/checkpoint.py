@@ -6,6 +6,8 @@ import copy
 import threading
 from typing import Any
 
+from cachetools import LRUCache
+
 from chains.classify.export import chosen_runtime
 from chains.classify.methods import Distribution
 from chains.classify.registry import Registry
@@ -75,6 +77,14 @@ class Checkpoint:
         return lowered.index("entailment") if "entailment" in lowered else None
 
     def logits(self, first: list[str], second: list[str] | None = None) -> list[list[float]]:
+        """Logits per text (or text pair), SLICE at a time."""
+        rows = []
+        for start in range(0, len(first), SLICE):
+            pair = second[start : start + SLICE] if second is not None else None
+            rows += self._logits(first[start : start + SLICE], pair)
+        return rows
+
+    def _logits(self, first: list[str], second: list[str] | None) -> list[list[float]]:
         self.load()
         tokenizer, _, model = self._loaded
         tensors = "pt" if self.runtime == "torch" else "np"
@@ -88,6 +98,10 @@ class Checkpoint:
             return model(**encoded).logits.float().tolist()
 
 
+TRAINED_KEPT = 8  # trained classifiers kept loaded (least recently used unloaded first)
+SLICE = 32  # texts (or chunks) per forward pass: one large request cannot raise the runtime's peak memory
+
+
 class CheckpointMethod:
     """Scores from a configured checkpoint: its own labels (softmax/sigmoid), or NLI for any labels."""
 
@@ -96,7 +110,7 @@ class CheckpointMethod:
         self.default = next(iter(self.checkpoints), None)
         self.registry = registry
         # (tenant, name) -> (card stamp, loaded checkpoint)
-        self._trained: dict[tuple[str, str], tuple[Any, Checkpoint]] = {}
+        self._trained: LRUCache = LRUCache(maxsize=TRAINED_KEPT)
 
     def pick(self, value: Any) -> Checkpoint:
         """The configured checkpoint `value.model` names (shared by every tenant), else the tenant's own."""
@@ -107,6 +121,7 @@ class CheckpointMethod:
         registry = self.registry.tenant(tenant) if self.registry is not None else None
         card = registry.card(name) if registry is not None and name else None
         if card is None:
+            self._trained.pop((tenant, name), None)  # deleted: unloaded
             trained = registry.names() if registry is not None else []
             known = ", ".join([*self.checkpoints, *trained]) or "none (train one, or set HFCHAIN_CLASSIFIER)"
             if name is None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from cachetools import LRUCache
 from sqlalchemy import select, text
 
 from chains.errors import NotFound
@@ -27,6 +28,7 @@ FTS_DDL = [
 ]
 WORD = re.compile(r"\w+", re.UNICODE)
 MAX_DF = 0.1  # a word in more of the chunks than this is left out of full-text queries...
+VECTOR_CACHE_BYTES = 512 * 2**20  # collections' vectors kept in memory (least recently searched go first)
 DF_FROM = 2000  # ...once there are this many chunks (small stores are fast, and each word may matter)
 TEXT_SQL = text(
     "SELECT c.id, c.collection_id, r.rank FROM (SELECT rowid, bm25(hfchain_chunks_fts) AS rank "
@@ -49,6 +51,10 @@ class _Vectors:
     matrix: np.ndarray  # (chunks, dimensions) float32 unit vectors
     documents: list[tuple[str, dict]]  # (document id, metadata) per row
 
+    def size(self) -> int:
+        """Bytes it holds, about: the arrays, and ~200 per row for its document id and metadata."""
+        return self.matrix.nbytes + self.ids.nbytes + 200 * len(self.documents)
+
 
 class SqliteStore(DocumentStore):
     """Exact vector search (one matrix product over the collection, recall 1.0) and FTS5 BM25."""
@@ -60,7 +66,7 @@ class SqliteStore(DocumentStore):
         with self.database.connect() as conn, conn.begin():
             for ddl in FTS_DDL:
                 conn.execute(text(ddl))
-        self._cache: dict[int, _Vectors] = {}
+        self._cache: LRUCache = LRUCache(VECTOR_CACHE_BYTES, getsizeof=_Vectors.size)
         self._lock = threading.Lock()
 
     def lock(self, conn: Any, collection_id: int) -> None:
@@ -142,7 +148,9 @@ class SqliteStore(DocumentStore):
                 return cached
         loaded = self._load(collection_id, version)
         with self._lock:
-            self._cache[collection_id] = loaded
+            self._cache.pop(collection_id, None)
+            if loaded.size() <= VECTOR_CACHE_BYTES:  # a larger one is searched, not kept
+                self._cache[collection_id] = loaded
         return loaded
 
     def _load(self, collection_id: int, version: int) -> _Vectors:

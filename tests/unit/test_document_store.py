@@ -249,3 +249,17 @@ def test_a_document_stored_after_its_collection_was_deleted_reaches_no_other_col
         knowledge.store.put_document(row.id, prepared[0].row(), prepared[0].chunks, [[0.1] * 64])
     assert knowledge.store.usable("bob", "notes").id != row.id  # ids are never reused
     assert knowledge.documents("bob", "notes") == [] and knowledge.search("bob", "notes", "Zorbatech") == []
+
+
+def test_the_sqlite_vector_cache_keeps_within_its_bytes(tmp_path, monkeypatch):
+    from chains.knowledge import sqlite_store
+
+    monkeypatch.setattr(sqlite_store, "VECTOR_CACHE_BYTES", 2000)  # one small collection (1,392 bytes)
+    knowledge = knowledge_over(f"sqlite:///{tmp_path / 'documents.db'}")
+    for name in ("first", "second"):
+        knowledge.create("a", name)
+        add(knowledge, "a", name, [("log", POEM, None)])
+        assert ids(knowledge.search("a", name, "ferry"))[:1] == ["log"]
+    cache = knowledge.store._cache
+    assert cache.currsize <= 2000 and len(cache) == 1  # the least recently searched went
+    assert ids(knowledge.search("a", "first", "ferry"))[:1] == ["log"]  # and is reloaded when searched

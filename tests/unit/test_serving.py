@@ -143,6 +143,15 @@ def test_metrics_count_requests_by_route_and_status(tmp_path):
         assert name in text, name
 
 
+def test_made_up_http_methods_share_one_metrics_series(tmp_path):
+    with TestClient(app_for(tmp_path)) as client:
+        for method in ("XYZZY1", "XYZZY2", "X" * 200):
+            client.request(method, "/health")
+        text = client.get("/metrics").text
+    assert "XYZZY" not in text and "X" * 200 not in text
+    assert 'hfchain_requests_total{method="other",route="/health",status="405"} 3.0' in text
+
+
 def test_cors_origins_and_preflight(tmp_path):
     with TestClient(app_for(tmp_path, cors_origins="https://app.example", api_keys="k")) as client:
         preflight = client.options(

@@ -198,3 +198,13 @@ def test_a_stopped_postgresql_is_a_503_naming_the_database_and_recovers(postgres
         postgres.start()
     assert len(store.history("s")) == 2  # the pool checks its connections: no restart needed
     store.close()
+
+
+def test_a_long_session_reads_back_only_its_last_turns(store, monkeypatch):
+    import chains.sessions
+
+    monkeypatch.setattr(chains.sessions, "HISTORY_TURNS", 3)
+    for i in range(5):
+        store.append("long", [HumanMessage(f"q{i}"), AIMessage(f"a{i}")])
+    assert [m.content for m in store.history("long")] == ["q2", "a2", "q3", "a3", "q4", "a4"]
+    assert store.export("long")["turns"] == 5  # all of it is still stored and shown
