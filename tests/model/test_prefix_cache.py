@@ -126,3 +126,19 @@ def test_a_request_larger_than_the_whole_pool_is_refused_naming_the_setting(embe
     model = embedded_backend.engine
     with tiny_pool(embedded_backend, 4), pytest.raises(KvPoolTooSmall, match="HFCHAIN_KV_CACHE_BYTES"):
         model.generate([model.tokenizer("Hello").input_ids], GenerationParams(max_new_tokens=100))
+
+
+def test_the_retired_token_setting_still_sizes_the_pool_and_says_what_replaces_it(caplog):
+    from chains.backends import build_backend
+    from chains.backends.pool import bytes_per_token
+    from chains.settings import load_settings
+
+    backend = build_backend(load_settings(backend="local", model=None, prefix_cache_tokens=1000))
+    with caplog.at_level("WARNING"):
+        backend.engine.load()
+    try:
+        core = backend.engine.engine
+        assert core.pool.total == 1000 * bytes_per_token(core.model) // core.pool.block_bytes  # 62 blocks
+        assert "set HFCHAIN_KV_CACHE_BYTES instead" in caplog.text
+    finally:
+        backend.engine.close()
