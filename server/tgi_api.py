@@ -168,8 +168,8 @@ def tgi_router(llm: Runnable) -> APIRouter:
         return {
             "model_id": app.backend.model_name,
             "model_dtype": app.settings.dtype
-            if app.settings.runtime == "torch"
-            else app.settings.onnx_precision,
+            if app.backend.runtime == "torch"
+            else app.backend.runtime.removeprefix("onnx-"),
             "model_device_type": app.settings.device,
             "max_total_tokens": context,
             "max_input_tokens": context - 1 if context else None,

@@ -142,10 +142,11 @@ def pgvector():
 
 @pytest.fixture(scope="session")
 def embedded_backend():
-    """The embedded model, loaded once for the whole session (converted first if needed)."""
+    """The embedded model on torch, loaded once for the whole session (converted first if needed); servers
+    started by the tests run the default runtime (auto: ONNX fp32)."""
     from chains import build_backend, load_settings
 
-    backend = build_backend(load_settings(backend="local", model=None))
+    backend = build_backend(load_settings(backend="local", model=None, runtime="torch"))
     backend.engine.load()
     return backend
 

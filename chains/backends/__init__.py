@@ -31,7 +31,12 @@ class Backend:
     stop: Callable[[], object] = lambda: None
     is_ready: Callable[[], bool] = lambda: True
     engine: object | None = field(default=None, repr=False)
-    runtime: str = "torch"  # what runs the model: torch, onnx-int4, onnx-fp32, endpoint
+    runtime_label: str = "torch"  # what runs the model: torch, onnx-int4, onnx-fp32, endpoint
+
+    @property
+    def runtime(self) -> str:
+        """What runs the model; for HFCHAIN_RUNTIME=auto, what was chosen once the model is loaded."""
+        return getattr(self.engine, "runtime_name", None) or self.runtime_label
 
     def require_ready(self) -> None:
         """Raise ModelNotReady (503, Retry-After) while the model is loading."""
@@ -65,10 +70,10 @@ def model_source(settings: Settings) -> tuple[str | Callable[[], str], str]:
 
 
 def runtime_name(settings: Settings) -> str:
-    """What runs the model: `endpoint`, `torch`, or `onnx-<precision>`."""
+    """What runs the model: `endpoint`, `torch`, `onnx-<precision>`, or `auto` (decided at load)."""
     if settings.backend != "local":
         return settings.backend
-    return "torch" if settings.runtime == "torch" else f"onnx-{settings.onnx_precision}"
+    return settings.runtime if settings.runtime != "onnx" else f"onnx-{settings.onnx_precision}"
 
 
 def tool_router(settings: Settings) -> object | None:
@@ -138,7 +143,7 @@ def build_local(settings: Settings) -> Backend:
         stop=engine.close,
         is_ready=lambda: engine.ready,
         engine=engine,
-        runtime=runtime_name(settings),
+        runtime_label=runtime_name(settings),
     )
 
 
@@ -159,7 +164,7 @@ def build_endpoint(settings: Settings) -> Backend:
         budget=budget.get,
         max_new_tokens=settings.max_new_tokens,
         start=budget.load_in_background,
-        runtime="endpoint",
+        runtime_label="endpoint",
     )
 
 

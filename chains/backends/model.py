@@ -44,7 +44,8 @@ class LocalModel:
         onnx: dict[str, Any] | None = None,
     ) -> None:
         self.source, self.name, self.device, self.dtype, self.threads = source, name, device, dtype, threads
-        self.runtime = runtime
+        self.runtime = runtime  # auto, torch or onnx
+        self.runtime_name: str | None = None  # what runs the model once loaded: torch, onnx-fp32, ...
         self.onnx = onnx or {}  # ONNX runtime options: precision, provider, batch_invariant, cache_dir
         self.tokenizer: Any = None
         self._tokens: Tokens | None = None
@@ -118,14 +119,16 @@ class LocalModel:
         tokenizer.padding_side = "left"  # batched generation needs left padding
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
-        if self.runtime == "onnx":
-            model = self._load_onnx(source)
-        else:
+        model = self._load_onnx(source) if self.runtime in ("onnx", "auto") else None
+        if model is None:
             log.info("loading model %s (device=%s, dtype=%s)", source, self.device, self.dtype)
             dtype = self.dtype if self.dtype == "auto" else getattr(torch, self.dtype)
             device_map = None if self.device == "cpu" else self.device
             model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, device_map=device_map)
             model.eval()
+            self.runtime_name = "torch"
+        else:
+            self.runtime_name = f"onnx-{model.precision}"
         self.context_window = self.context_window or _context_window(model.config, tokenizer) or 2048
         self.model, self.tokenizer, self._tokens = model, tokenizer, Tokens(tokenizer)
         self.engine.model, self.engine.tokenizer = model, tokenizer
@@ -138,11 +141,35 @@ class LocalModel:
         )
 
     def _load_onnx(self, source: str) -> Any:
-        """The ONNX graph of `source` (exported into the cache at the first start) in a session."""
+        """The ONNX graph of `source` (exported into the cache at the first start) in a session; for
+        HFCHAIN_RUNTIME=auto, fp32 on CPU, or None (torch) when that cannot be had, logged with why."""
+        if self.runtime == "auto":
+            reason = self._torch_because()
+            if reason is None:
+                try:
+                    return self._onnx_session(source, "fp32", "cpu")
+                except Exception as error:  # the exporter does not support this architecture, ...
+                    reason = f"its ONNX export failed ({str(error).splitlines()[0]})"
+            log.info("HFCHAIN_RUNTIME=auto: torch, because %s", reason)
+            return None
+        return self._onnx_session(
+            source, self.onnx.get("precision", "int4"), self.onnx.get("provider", "cpu")
+        )
+
+    def _torch_because(self) -> str | None:
+        """Why HFCHAIN_RUNTIME=auto keeps torch for these settings (None: ONNX fp32 on CPU applies)."""
+        if self.device != "cpu":
+            return (
+                f"HFCHAIN_DEVICE={self.device} (ONNX is chosen on CPU; HFCHAIN_RUNTIME=onnx to try it there)"
+            )
+        if self.dtype != "float32":
+            return f"HFCHAIN_DTYPE={self.dtype} (the ONNX runtime's exact mode is float32)"
+        return None
+
+    def _onnx_session(self, source: str, precision: str, provider: str) -> Any:
         from chains.backends.onnx.export import ensure_exported
         from chains.backends.onnx.runtime import OnnxCausalLM, check_provider
 
-        precision, provider = self.onnx.get("precision", "int4"), self.onnx.get("provider", "cpu")
         check_provider(provider)  # before a long export
         folder = ensure_exported(self.onnx["cache_dir"], source, precision, provider)
         log.info("loading ONNX model %s (%s, %s)", folder, precision, provider)

@@ -229,3 +229,36 @@ def test_fp32_agrees_with_the_torch_model(embedded_backend):
     finally:
         backend.stop()
     assert Path(backend.engine.model.folder).is_dir()
+
+
+def test_auto_serves_onnx_fp32_with_torchs_greedy_tokens(embedded_backend):
+    backend = build_backend(load_settings(backend="local", model=None))  # the default: auto
+    assert backend.runtime == "auto"
+    backend.engine.load()
+    try:
+        assert backend.runtime == "onnx-fp32"
+        prompts = [chat_prompt(embedded_backend.engine, q) for q in [*QUESTIONS, "Tell me a story.", "Why?"]]
+        params = GenerationParams(max_new_tokens=32)
+        expected = [c.text for c in embedded_backend.engine.generate(prompts, params)]
+        assert [c.text for c in backend.engine.generate(prompts, params)] == expected
+    finally:
+        backend.stop()
+
+
+def test_auto_keeps_torch_saying_why_when_onnx_does_not_apply(monkeypatch, caplog):
+    from chains.backends.model import LocalModel
+
+    def no_export(*_):
+        raise RuntimeError("the builder does not support this architecture\nmore lines")
+
+    monkeypatch.setattr(LocalModel, "_onnx_session", no_export)
+    backend = build_backend(load_settings(backend="local", model=None))
+    with caplog.at_level("INFO"):
+        backend.engine.load()
+    try:
+        assert backend.runtime == "torch"
+        assert (
+            "HFCHAIN_RUNTIME=auto: torch, because its ONNX export failed (the builder does not" in caplog.text
+        )
+    finally:
+        backend.stop()

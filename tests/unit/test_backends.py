@@ -68,7 +68,8 @@ def test_the_onnx_runtime_without_cuda_names_the_package(tmp_path):
 def test_runtime_names():
     from chains.backends import runtime_name
 
-    assert runtime_name(load_settings()) == "torch"
+    assert runtime_name(load_settings(runtime="torch")) == "torch"
+    assert runtime_name(load_settings()) == "auto"  # decided when the model loads
     assert runtime_name(load_settings(runtime="onnx")) == "onnx-int4"
     assert runtime_name(load_settings(runtime="onnx", onnx_precision="fp32")) == "onnx-fp32"
 
