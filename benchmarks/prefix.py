@@ -8,7 +8,7 @@ the same requests sent to each (embedded model, greedy).
 4. No shared prefix (random distinct prompts through `/generate`): tokens/s at N = 1 and N = 8.
 5. Memory: the cache's tokens (from /metrics) and the server's resident memory.
 
-Usage: .venv/bin/python benchmarks/prefix.py [--turns 10] [--kv-bytes 1GiB]
+Usage: .venv/bin/python benchmarks/prefix.py [--turns 10] [--kv-bytes 1GiB] [--runtime auto|torch|onnx]
 """
 
 from __future__ import annotations
@@ -116,9 +116,9 @@ def resident_mb(pid: int) -> float:
     return 0.0
 
 
-def measure(kv_bytes: str, turns: int) -> dict:
+def measure(kv_bytes: str, turns: int, runtime: str) -> dict:
     folder = tempfile.mkdtemp(prefix="hfchain-bench-prefix-")
-    proc, url = start_server(folder, 256, HFCHAIN_KV_CACHE_BYTES=kv_bytes)
+    proc, url = start_server(folder, 256, HFCHAIN_KV_CACHE_BYTES=kv_bytes, HFCHAIN_RUNTIME=runtime)
     try:
         result = {"turns": session_turns(url, turns), "agent": agent_loop(url)}
         result["shared"] = shared_system(url)
@@ -137,9 +137,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--turns", type=int, default=10)
     parser.add_argument("--kv-bytes", default="1GiB", help="HFCHAIN_KV_CACHE_BYTES with the cache on")
+    parser.add_argument("--runtime", default="auto", help="HFCHAIN_RUNTIME of both servers")
     args = parser.parse_args()
-    off = measure("0", args.turns)
-    on = measure(args.kv_bytes, args.turns)
+    off = measure("0", args.turns, args.runtime)
+    on = measure(args.kv_bytes, args.turns, args.runtime)
     print("| turn | TTFT off (s) | TTFT on (s) | on / off |\n|---|---|---|---|")
     for k, (a, b) in enumerate(zip(off["turns"], on["turns"], strict=True), 1):
         print(f"| {k} | {a:.3f} | {b:.3f} | {b / a:.2f} |")
