@@ -100,6 +100,10 @@ def test_agent_playground_shows_each_step_then_the_answer(page, server):
     page.locator("[id='#/properties/tool_choice-input']").select_option("required")  # a sure first call
     page.locator("[id='#/properties/max_steps-input']").fill("2")
     page.locator("[id='#/properties/max_new_tokens-input']").fill("96")  # room for a whole call
+    # the form commits typed numbers after a debounce (300 ms): on a busy machine a send right away
+    # could still carry the old value
+    page.locator("[id='#/properties/max_new_tokens-input']").press("Tab")
+    page.wait_for_timeout(1500)
     page.evaluate(WATCH_AI_JS)
     messages = chat_turn(page, "What is 12 * 7? Use the calculator.", route="agent")
     assert [role for role, _ in messages] == ["human", "ai"]

@@ -73,7 +73,9 @@ def test_concurrent_turns_over_both_replicas_are_each_stored_once(replicas):
 
 def test_each_replica_names_itself_in_its_logs_and_metrics(replicas):
     for replica, name in zip(replicas, ("a", "b"), strict=True):
-        info = f'hfchain_replica_info{{model="SmolLM2-135M-Instruct",replica="{name}",runtime="torch"}}'
+        runtime = httpx.get(f"{replica.url}/ready").json()["runtime"]  # auto: onnx-fp32 here
+        assert runtime in ("torch", "onnx-fp32")
+        info = f'hfchain_replica_info{{model="SmolLM2-135M-Instruct",replica="{name}",runtime="{runtime}"}}'
         assert metric(replica.url, info) == 1
         request_id = uuid.uuid4().hex
         httpx.get(f"{replica.url}/health", headers={"x-request-id": request_id})
