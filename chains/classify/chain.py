@@ -142,11 +142,13 @@ def classify(methods: dict, value: ClassifyInput, default: str) -> dict:
 def build_classify_methods(backend: Any, classifiers: str | None = None, registry: Any = None) -> dict:
     """The methods this process can run: the packaged encoder, the backend's LM, configured checkpoints
     and the classifiers trained into `registry` (chains/classify/registry.py)."""
+    from chains.backends.batching import BatchedEncoder
     from chains.backends.encoder import shared_encoder
     from chains.classify.checkpoint import CheckpointMethod, parse_classifiers
     from chains.classify.methods import ConstrainedMethod, EmbeddingMethod, LLMMethod
 
-    methods: dict = {"embedding": EmbeddingMethod(shared_encoder())}  # one encoder per process
+    # one encoder per process; concurrent requests' texts encoded in one batch
+    methods: dict = {"embedding": EmbeddingMethod(BatchedEncoder(shared_encoder()))}
     if backend.engine is not None:
         methods["llm"] = LLMMethod(backend.engine)
     else:

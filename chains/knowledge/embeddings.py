@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import queue
-import threading
-from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+from chains.backends.batching import Batcher
 from chains.backends.encoder import Encoder
 from chains.errors import InputTooLong, InvalidInput
 
@@ -26,23 +24,23 @@ class Embedded:
     tokens: int
 
 
-@dataclass
-class _Job:
-    texts: list[str]
-    done: Future = field(default_factory=Future)
-
-
 class EmbeddingService:
     """Embeds lists of texts; requests waiting at the same time share one encoder batch of up to
     `max_batch` texts, on a worker thread of its own (never on the event loop)."""
 
     def __init__(self, encoder: Encoder, max_batch: int = 64) -> None:
         self.encoder, self.max_batch = encoder, max_batch
-        self.batches = 0  # encoder calls made (fewer than requests when they were batched together)
-        self.requests = 0
-        self._queue: queue.Queue[_Job] = queue.Queue()
-        self._worker: threading.Thread | None = None
-        self._lock = threading.Lock()
+        self._batcher = Batcher(lambda texts: encoder.embed(texts).tolist(), max_batch, "embeddings")
+
+    @property
+    def requests(self) -> int:
+        """Requests encoded."""
+        return self._batcher.requests
+
+    @property
+    def batches(self) -> int:
+        """Encoder calls made (fewer than requests when they were batched together)."""
+        return self._batcher.batches
 
     @property
     def model(self) -> str:
@@ -81,18 +79,12 @@ class EmbeddingService:
     def embed(self, texts: list[str], truncate: bool = False) -> Embedded:
         """Vectors for `texts`, encoded with whatever else is waiting."""
         kept, tokens = self.check(texts, truncate)
-        job = _Job(kept)
-        self._start()
-        self._queue.put(job)
-        return Embedded(job.done.result(), tokens)
+        return Embedded(self._batcher.run(kept), tokens)
 
     async def aembed(self, texts: list[str], truncate: bool = False) -> Embedded:
         """As embed(), awaited."""
         kept, tokens = await asyncio.to_thread(self.check, texts, truncate)
-        job = _Job(kept)
-        self._start()
-        self._queue.put(job)
-        return Embedded(await asyncio.wrap_future(job.done), tokens)
+        return Embedded(await asyncio.wrap_future(self._batcher.submit(kept)), tokens)
 
     def ids_to_text(self, ids: list[int]) -> str:
         """Token ids of the encoder's own tokenizer, as the text they stand for (OpenAI's token-id input)."""
@@ -108,37 +100,6 @@ class EmbeddingService:
                 "or send the text"
             )
         return self.encoder.tokens.tokenizer.decode(ids, skip_special_tokens=True)
-
-    def _start(self) -> None:
-        with self._lock:
-            if self._worker is None or not self._worker.is_alive():
-                self._worker = threading.Thread(target=self._work, name="hfchain-embeddings", daemon=True)
-                self._worker.start()
-
-    def _work(self) -> None:
-        while True:
-            jobs = [self._queue.get()]
-            size = len(jobs[0].texts)
-            while size < self.max_batch:  # take whatever else is waiting, up to a batch
-                try:
-                    job = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                jobs.append(job)
-                size += len(job.texts)
-            try:
-                vectors = self.encoder.embed([text for job in jobs for text in job.texts]).tolist()
-                self.batches += 1
-            except Exception as error:  # every waiting request gets the failure, the worker goes on
-                log.exception("embedding failed")
-                for job in jobs:
-                    job.done.set_exception(error)
-                continue
-            self.requests += len(jobs)
-            start = 0
-            for job in jobs:
-                job.done.set_result(vectors[start : start + len(job.texts)])
-                start += len(job.texts)
 
 
 def build_embed_chain(service: EmbeddingService) -> Any:

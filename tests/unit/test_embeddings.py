@@ -80,3 +80,19 @@ def test_the_embed_chain_answers_invoke_and_ainvoke():
     out = chain.invoke({"texts": ["ab", "abc"]})
     assert out["embeddings"] == [[2.0, 0.0], [3.0, 0.0]] and out["dimensions"] == 2
     assert asyncio.run(chain.ainvoke("abcd"))["embeddings"] == [[4.0, 0.0]]
+
+
+def test_a_batched_encoder_encodes_concurrent_callers_together_each_getting_its_rows():
+    from chains.backends.batching import BatchedEncoder
+
+    encoder = FakeEncoder()
+    batched = BatchedEncoder(encoder)
+    with ThreadPoolExecutor(6) as pool:
+        first = pool.submit(batched.embed, ["a"])
+        assert encoder.entered.wait(5)
+        rest = [pool.submit(batched.embed, ["b" * i]) for i in range(1, 6)]
+        threading.Timer(0.3, encoder.release.set).start()
+        assert first.result().tolist() == [[1.0, 0.0]]
+        assert [future.result().tolist() for future in rest] == [[[i, 0.0]] for i in range(1, 6)]
+    assert len(encoder.calls) == 2 and len(encoder.calls[1]) == 5  # five callers, one batch
+    assert batched.batcher.requests == 6 and batched.max_tokens == 8  # the rest is the encoder's
