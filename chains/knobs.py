@@ -16,6 +16,7 @@ KNOB_DESCRIPTIONS = {
     "top_p": "Nucleus sampling: keep the smallest token set with this total probability",
     "stop": "Stop sequences: generation ends before the first one (any length)",
     "seed": "Random seed for reproducible sampling",
+    "speculation": "Speculative decoding (prompt lookup) for this request; unset: the server's setting",
 }
 
 
@@ -29,6 +30,7 @@ class GenerationKnobs(BaseModel):
     top_p: Annotated[float, Field(gt=0, le=1)] | None = None
     stop: list[str] | None = Field(None, max_length=16)
     seed: Annotated[int, Field(ge=0, lt=2**32)] | None = None
+    speculation: bool | None = None
 
 
 def validate_knobs(values: dict, max_new_tokens_limit: int | None = None) -> GenerationKnobs:
@@ -56,6 +58,7 @@ KNOB_TYPES = {
     "top_p": optional(float),
     "stop": optional(list[str]),
     "seed": optional(int),
+    "speculation": optional(bool),
 }
 
 

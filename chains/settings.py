@@ -227,6 +227,15 @@ class Settings(BaseSettings):
         "same way: sessions, agents, shared system prompts), e.g. 512MiB or 2GB; reserved once at start "
         "in blocks of 16 tokens; 0 turns the cache off; unset: 5% of memory, at most 1 GiB",
     )
+    speculation: bool = Field(
+        True,
+        description="Speculative decoding: replies that copy from their prompt (summaries, cited answers, "
+        "edits) check drafts looked up in the prompt in one pass per step, with the same greedy tokens; a "
+        "row whose drafts keep failing stops drafting. off: never (per request: the speculation knob)",
+    )
+    speculation_max_batch: int = Field(
+        4, ge=1, description="Speculative decoding runs while at most this many rows are generating"
+    )
     prefix_cache_tokens: int | None = Field(
         None,
         ge=0,

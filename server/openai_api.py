@@ -68,6 +68,9 @@ class ChatCompletionRequest(BaseModel):
     top_p: float | None = Field(None, gt=0, le=1)
     stop: str | list[str] | None = None
     seed: int | None = None
+    speculation: bool | None = Field(
+        None, description="hfchain: speculative decoding for this request (unset: the server's setting)"
+    )
     stream: bool = False
     stream_options: StreamOptions | None = None
     n: int = Field(1, description="Only 1 is supported")
@@ -104,6 +107,7 @@ class ChatCompletionRequest(BaseModel):
             "top_p": self.top_p,
             "stop": [self.stop] if isinstance(self.stop, str) else self.stop,
             "seed": self.seed,
+            "speculation": self.speculation,
         }
         return {k: v for k, v in knobs.items() if v is not None}
 

@@ -96,6 +96,12 @@ class Metrics:
         self.prefix_hits = Counter(
             "hfchain_prefix_cache_hits", "Prompts that started with a cached prefix", registry=r
         )
+        self.draft_tokens = Counter(
+            "hfchain_speculation_draft_tokens",
+            "Speculative decoding: draft tokens checked by the model, by outcome",
+            ["outcome"],
+            registry=r,
+        )
         self.prefill_tokens = Counter(
             "hfchain_prefill_tokens",
             "Prompt tokens by where their keys and values came from (reused: the prefix cache)",
@@ -214,6 +220,10 @@ class MetricsObserver(Observer):
             self.metrics.prefix_hits.inc()
         self.metrics.prefill_tokens.labels("reused").inc(reused)
         self.metrics.prefill_tokens.labels("computed").inc(computed)
+
+    def drafts(self, drafted: int, accepted: int) -> None:
+        self.metrics.draft_tokens.labels("accepted").inc(accepted)
+        self.metrics.draft_tokens.labels("rejected").inc(drafted - accepted)
 
 
 class Telemetry:

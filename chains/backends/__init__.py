@@ -108,6 +108,8 @@ def build_local(settings: Settings) -> Backend:
         kv_cache_bytes=settings.kv_cache_bytes,
         prefix_cache_tokens=settings.prefix_cache_tokens,
         repetition_guard=settings.repetition_guard,
+        speculation=settings.speculation,
+        speculation_max_batch=settings.speculation_max_batch,
         runtime=settings.runtime,
         onnx={
             "precision": settings.onnx_precision,

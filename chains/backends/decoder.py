@@ -14,8 +14,7 @@ import torch.nn.functional as F
 from transformers import DynamicCache
 
 from chains.backends.pool import BlockPool
-
-MIN_TEMPERATURE = 1e-4
+from chains.backends.speculation import MIN_TEMPERATURE, distribution
 
 
 class Decoder:
@@ -34,6 +33,7 @@ class Decoder:
         self.mask = torch.zeros((0, 0), dtype=torch.long, device=self.device)
         self.positions = torch.zeros(0, dtype=torch.long, device=self.device)  # next position per row
         self.last = torch.zeros(0, dtype=torch.long, device=self.device)  # last token per row
+        self._checked: list[list[int]] = []  # per row: its last token and drafts, between verify and settle
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -108,6 +108,52 @@ class Decoder:
         self.positions = self.positions + 1
         return self.last.tolist()
 
+    @torch.inference_mode()
+    def verify(self, drafts: list[list[int]]) -> list[Any]:
+        """One pass over each row's last token and its drafts (speculation.py); each row's logits
+        (1 + its drafts, vocab). `settle` then says what each row keeps."""
+        sizes = [1 + len(d) for d in drafts]
+        width = max(sizes)
+        ids = torch.full((len(self), width), self.pad, dtype=torch.long)
+        chunk = torch.zeros((len(self), width), dtype=torch.long)
+        for i, (last, draft) in enumerate(zip(self.last.tolist(), drafts, strict=True)):
+            ids[i, width - sizes[i] :] = torch.tensor([last, *draft])  # right-aligned, as the whole batch is
+            chunk[i, width - sizes[i] :] = 1
+        ids, chunk = ids.to(self.device), chunk.to(self.device)
+        starts = torch.tensor([width - s for s in sizes], device=self.device)
+        positions = (
+            self.positions[:, None] + torch.arange(width, device=self.device) - starts[:, None]
+        ).clamp(min=0)
+        self.mask = torch.cat([self.mask, chunk], 1)
+        logits = self.model(
+            input_ids=ids, attention_mask=self.mask, position_ids=positions, cache=self.cache, use_cache=True
+        ).logits
+        self._checked = [[last, *draft] for last, draft in zip(self.last.tolist(), drafts, strict=True)]
+        return [logits[i, width - size :] for i, size in enumerate(sizes)]
+
+    def settle(self, kept: list[list[int]]) -> None:
+        """After `verify`: each row keeps the keys of its last token and accepted drafts (its kept tokens
+        but the final one, which becomes its next input); rejected drafts' columns go."""
+        fed_counts = [len(k) for k in kept]  # last token + accepted drafts are in the cache
+        width, sizes = self.mask.shape[1], [len(c) for c in self._checked]
+        chunk = max(sizes)
+        keep_width = max(fed_counts)
+        index = torch.zeros((len(self), keep_width), dtype=torch.long)
+        mask = torch.zeros((len(self), keep_width), dtype=torch.long)
+        for i, (count, size) in enumerate(zip(fed_counts, sizes, strict=True)):
+            start = chunk - size  # the row's first column in the chunk
+            index[i, keep_width - count :] = torch.arange(start, start + count)
+            mask[i, keep_width - count :] = 1
+            self.fed[i].extend(self._checked[i][:count])
+        index, mask = index.to(self.device), mask.to(self.device)
+        self.mask = torch.cat([self.mask[:, : width - chunk], mask], 1)
+        for layer in self.cache.layers:
+            layer.keys = _take_columns(layer.keys, index, chunk)
+            layer.values = _take_columns(layer.values, index, chunk)
+        self.positions = self.positions + torch.tensor(fed_counts, device=self.device)
+        self.last = torch.tensor([k[-1] for k in kept], dtype=torch.long, device=self.device)
+        self._checked = []
+
     def keep(self, keep: list[bool]) -> None:
         """Drop the rows marked False, then the leading columns no remaining row uses."""
         if all(keep):
@@ -176,6 +222,14 @@ def _cached(row: Any) -> int:
     return lease.cached_tokens if lease is not None else 0
 
 
+def _take_columns(tensor: Any, index: Any, chunk: int) -> Any:
+    """Keys or values (B, H, T, D) with their last `chunk` columns replaced by the columns `index` (B, W)
+    picks among them."""
+    rows, heads, _, dim = tensor.shape
+    picked = tensor[:, :, -chunk:].gather(2, index[:, None, :, None].expand(rows, heads, index.shape[1], dim))
+    return torch.cat([tensor[:, :, :-chunk], picked], 2)
+
+
 def _left_pad(tensor: Any, width: int, dim: int = -1) -> Any:
     """Zeros on the left of `dim` up to `width` (a mask, or cached keys/values of shape B,H,T,D)."""
     missing = width - tensor.shape[dim]
@@ -204,12 +258,7 @@ def pick(logits: Any, params: list[Any]) -> Any:
 
 
 def _sample(logits: Any, temperature: float, top_p: float, generator: Any, greedy: Any) -> Any:
-    probs = torch.softmax(logits.float() / temperature, -1)
-    if top_p < 1:
-        ordered, order = probs.sort(descending=True)
-        outside = ordered.cumsum(-1) - ordered > top_p  # keep the smallest set reaching top_p
-        ordered[outside] = 0
-        probs = torch.zeros_like(probs).scatter(0, order, ordered)
-    if not bool(torch.isfinite(probs).all()) or float(probs.sum()) <= 0:
+    probs = distribution(logits, temperature, top_p)
+    if probs is None:
         return greedy  # degenerate logits: one row must not fail the whole batch
     return torch.multinomial(probs, 1, generator=generator)[0]

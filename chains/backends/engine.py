@@ -57,6 +57,7 @@ class GenerationParams:
     stop: tuple[str, ...] = ()
     seed: int | None = None
     grammar: str | None = None  # a Lark grammar (chains/tools/grammar.py) the tokens must follow
+    speculation: bool | None = None  # prompt-lookup drafts for this row (None: the server's setting)
 
 
 class Observer:
@@ -71,6 +72,8 @@ class Observer:
     def rejected(self) -> None: ...
 
     def prefill(self, reused: int, computed: int) -> None: ...
+
+    def drafts(self, drafted: int, accepted: int) -> None: ...
 
 
 class Job:
@@ -154,6 +157,8 @@ class BatchEngine:
         kv_cache_bytes: int | None = None,
         prefix_cache_tokens: int | None = None,
         repetition_guard: bool = True,
+        speculation: bool = True,
+        speculation_max_batch: int = 4,
     ) -> None:
         self.max_batch, self.max_tokens_in_flight = max_batch, max_tokens_in_flight
         self.kv_cache_bytes = kv_cache_bytes  # None: sized from memory when the model is known; 0: off
@@ -162,6 +167,8 @@ class BatchEngine:
         # constrained rows: a structure closes within max_new_tokens (budget); degenerate strings end
         self.budget_guard, self.repetition_guard = True, repetition_guard
         self.queue_timeout, self.max_prefill_tokens = queue_timeout, max_prefill_tokens
+        # prompt-lookup drafts checked in one pass (speculation.py), while the batch is this small
+        self.speculation, self.speculation_max_batch = speculation, speculation_max_batch
         self.observer = observer or Observer()
         self.model: Any = None
         self.tokenizer: Any = None
@@ -345,9 +352,42 @@ class BatchEngine:
             self._drop_finished(decoder)
         if decoder.rows:
             self.observer.batch(len(decoder.rows))
-            for row, token in zip(decoder.rows, decoder.step(decoder.rows), strict=True):
-                row.push(token)
+            drafts = self._drafts(decoder)
+            if any(drafts):
+                self._speculate(decoder, drafts)
+            else:
+                for row, token in zip(decoder.rows, decoder.step(decoder.rows), strict=True):
+                    row.push(token)
             self._drop_finished(decoder)
+
+    def _drafts(self, decoder: Any) -> list[list[int]]:
+        """Each row's prompt-lookup draft (empty where it does not speculate this step)."""
+        rows, limit = (
+            decoder.rows,
+            min(self.speculation_max_batch, getattr(decoder, "verify_rows", len(decoder))),
+        )
+        if not hasattr(decoder, "verify") or len(rows) > limit:
+            return [[] for _ in rows]
+        return [row.draft(self.speculation) for row in rows]
+
+    def _speculate(self, decoder: Any, drafts: list[list[int]]) -> None:
+        """One verifying pass: each row keeps its accepted drafts and the model's next token."""
+        from chains.backends.decoder import pick
+        from chains.backends.speculation import accept
+
+        logits = decoder.verify(drafts)
+        kept = []
+        for row, scores, draft in zip(decoder.rows, logits, drafts, strict=True):
+            if draft:
+                kept.append(accept(scores, draft, row))
+                row.drafter.record(len(draft), len(kept[-1]) - 1)
+                self.observer.drafts(len(draft), len(kept[-1]) - 1)
+            else:  # constraints and plain sampling as in a normal step
+                kept.append([int(pick(scores[-1:], [row])[0])])
+        decoder.settle(kept)
+        for row, tokens in zip(decoder.rows, kept, strict=True):
+            for token in tokens:
+                row.push(token)
 
     def _drop_finished(self, decoder: Any) -> None:
         for row in decoder.rows:
@@ -451,11 +491,24 @@ class _Row:
         self.temperature, self.top_p = job.params.temperature, job.params.top_p
         self.generator, self.constraint = job.generator, job.constraint
         self.lease, self.cached = job.lease, 0
+        self.drafter: Any = None  # its prompt-lookup index (speculation.py), made at its first draft
 
     @property
     def remaining(self) -> int:
         """Tokens this row may still generate, the next one included."""
         return self.job.params.max_new_tokens - self.generated
+
+    def draft(self, default: bool) -> list[int]:
+        """Tokens to check with the model this step (speculation.py): none for constrained rows, rows that
+        turned it off, or rows whose drafts keep failing."""
+        wanted = self.job.params.speculation
+        if self.done or self.constraint is not None or not (default if wanted is None else wanted):
+            return []
+        if self.drafter is None:
+            from chains.backends.speculation import Drafter
+
+            self.drafter = Drafter(self.job.prompt + self.ids)
+        return self.drafter.propose(self.remaining - 1)
 
     def check_cancelled(self) -> None:
         """End the row if its client left."""
@@ -475,6 +528,8 @@ class _Row:
         if self.constraint is not None:
             self.constraint.consume(token)
         self.ids.append(token)
+        if self.drafter is not None:
+            self.drafter.extend([token])
         text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
         if not text.endswith("\ufffd"):  # an incomplete UTF-8 sequence waits for its next token
             self._emit(self.stops.feed(text[len(self.printed) :]))

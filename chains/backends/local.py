@@ -31,7 +31,7 @@ from chains.tools.plan import CallPlan, plan_call
 from chains.tools.structured import structured_output
 
 REQUIRED = ("required", "any", True)  # tool_choice values that force a call to one of the tools
-KNOB_FIELDS = {k: k for k in ("max_new_tokens", "temperature", "top_p", "stop", "seed")}
+KNOB_FIELDS = {k: k for k in ("max_new_tokens", "temperature", "top_p", "stop", "seed", "speculation")}
 
 
 class KnobDefaults(BaseModel):
@@ -42,6 +42,7 @@ class KnobDefaults(BaseModel):
     top_p: float = 1.0
     stop: list[str] | None = None
     seed: int | None = None
+    speculation: bool | None = None  # None: the server's HFCHAIN_SPECULATION
 
 
 class KnobFields(KnobDefaults):
@@ -54,7 +55,9 @@ class KnobFields(KnobDefaults):
     def params(self, stop: list[str] | None = None, grammar: str | None = None) -> GenerationParams:
         """The knobs for one call; call-time stop sequences add to the configured ones."""
         stops = tuple(dict.fromkeys([*(self.stop or []), *(stop or [])]))
-        return GenerationParams(self.max_new_tokens, self.temperature, self.top_p, stops, self.seed, grammar)
+        return GenerationParams(
+            self.max_new_tokens, self.temperature, self.top_p, stops, self.seed, grammar, self.speculation
+        )
 
     def checked(self, ids: list[int]) -> list[int]:
         """The prompt ids, once checked to fit the context with room for the reply (else 413)."""

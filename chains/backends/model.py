@@ -40,6 +40,8 @@ class LocalModel:
         kv_cache_bytes: int | None = None,
         prefix_cache_tokens: int | None = None,
         repetition_guard: bool = True,
+        speculation: bool = True,
+        speculation_max_batch: int = 4,
         runtime: str = "torch",
         onnx: dict[str, Any] | None = None,
     ) -> None:
@@ -64,6 +66,8 @@ class LocalModel:
             kv_cache_bytes=kv_cache_bytes,
             prefix_cache_tokens=prefix_cache_tokens,
             repetition_guard=repetition_guard,
+            speculation=speculation,
+            speculation_max_batch=speculation_max_batch,
         )
 
     @property

@@ -37,6 +37,7 @@ def test_config_schema_lists_the_knobs(client):
         "top_p",
         "stop",
         "seed",
+        "speculation",
     }
 
 

@@ -21,6 +21,8 @@ import torch
 from chains.backends.decoder import pick
 from chains.backends.pool import BlockPool
 
+SLACK = 32  # unused cache columns a row may carry after rejected drafts before they are cut
+
 
 class OnnxDecoder:
     """The running batch: per-layer caches, each row's length and last token, and its sampling rows.
@@ -31,12 +33,16 @@ class OnnxDecoder:
 
     def __init__(self, model: Any, pad_token_id: int, pool: BlockPool | None = None) -> None:
         self.model, self.pad, self.pool = model, pad_token_id, pool
+        # the graph's attention takes several new tokens for one row at a time; int4's quantized
+        # activations give a pass over several tokens other numbers than one token at a time: no drafts
+        self.verify_rows = 0 if model.precision == "int4" else 1
         self.rows: list[Any] = []
         self.fed: list[list[int]] = []  # per row: the tokens whose keys and values are in the cache
         self.lens = np.zeros(0, np.int64)
         self.last = np.zeros(0, np.int64)
         self.past: list[np.ndarray] | None = None  # (rows [+ phantom], heads, width, dim) per name
         self.phantom = False
+        self._checked: list[list[int]] = []  # the row's last token and drafts, between verify and settle
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -70,6 +76,32 @@ class OnnxDecoder:
         tokens = pick(torch.from_numpy(logits[: len(self.rows)]), params)
         self.last = tokens.numpy().astype(np.int64)
         return tokens.tolist()
+
+    def verify(self, drafts: list[list[int]]) -> list[Any]:
+        """One pass over the row's last token and its drafts (speculation.py): its logits (1 + drafts,
+        vocab). The graph's attention takes several new tokens for one row only (see verify_rows)."""
+        (draft,) = drafts
+        ids = np.asarray([[int(self.last[0]), *draft]], np.int64)
+        count = ids.shape[1]
+        past = [p[:1] for p in self.past]  # without the phantom: count >= 2 rows of tokens are computed
+        width = past[0].shape[2] + count
+        mask = np.arange(width)[None, :] < self.lens[:, None] + count
+        logits, self.past = self.model.forward_positions(ids, mask, past, count)
+        self.phantom = False
+        self._checked = [ids[0].tolist()]
+        return [torch.from_numpy(logits[0])]
+
+    def settle(self, kept: list[list[int]]) -> None:
+        """After `verify`: the row's cache holds its last token and accepted drafts; columns after them
+        are overwritten by later steps, and cut once they pile up."""
+        (tokens,) = kept
+        self.fed[0].extend(self._checked[0][: len(tokens)])
+        self.lens = self.lens + len(tokens)
+        self.last = np.asarray([tokens[-1]], np.int64)
+        if self.past[0].shape[2] - int(self.lens.max()) > SLACK:
+            self.past = [p[:, :, : int(self.lens.max())] for p in self.past]
+        self._checked = []
+        self._set_phantom()
 
     def keep(self, keep: list[bool]) -> None:
         """Drop the rows marked False, then the columns no remaining row uses."""

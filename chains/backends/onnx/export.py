@@ -23,6 +23,9 @@ log = logging.getLogger(__name__)
 BUILDER = "onnxruntime_genai.models.builder"
 # Only the last position's logits are computed in a prefill (a 1,000-token prompt: ~20% less work).
 EXTRA_OPTIONS = ("prune_lm_head=true",)
+# hfchain's edit of the built graph: the pruned head reads the positions an input names (speculation
+# checks several drafts in one pass), not only the last one
+POSITIONS_INPUT = "logits_positions"
 LOG_TAIL = 800
 
 
@@ -57,6 +60,7 @@ def export_key(source: str, precision: str, provider: str) -> str:
         "precision": precision,
         "provider": provider,
         "options": EXTRA_OPTIONS,
+        "edits": (POSITIONS_INPUT,),
         "builder": builder_version(),
     }
     folder = Path(source)
@@ -112,3 +116,37 @@ def _build(source: str, out: Path, precision: str, provider: str, scratch: Path)
             f"exited with {done.returncode}. Use HFCHAIN_RUNTIME=torch for this model, or check that the "
             f"builder supports its architecture. Its last output:\n{tail}"
         )
+    select_positions(out / "model.onnx")
+
+
+def select_positions(path: Path) -> None:
+    """Let the pruned LM head compute the logits of the positions named by an input (negative: from the
+    end, [-1] for the last one) instead of the last position only; the weights file is not touched."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    model = onnx.load(str(path), load_external_data=False)
+    nodes = {node.name: node for node in model.graph.node}
+    gather, unsqueeze = nodes.get("/lm_head/prune/Gather"), nodes.get("/lm_head/prune/Unsqueeze")
+    if gather is None or unsqueeze is None:
+        raise ExportError(f"{path}: no pruned LM head (prune_lm_head) to edit; the builder changed its graph")
+    dropped = {gather.input[1], *unsqueeze.input[1:]}
+    gather.input[1] = POSITIONS_INPUT  # Gather(axis=1) with a 1-D index: (batch, positions, hidden)
+    unsqueeze.op_type = "Identity"
+    del unsqueeze.input[1:]
+    used = {name for node in model.graph.node for name in node.input}
+    kept = [init for init in model.graph.initializer if init.name not in dropped - used]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(kept)
+    model.graph.input.append(
+        helper.make_tensor_value_info(POSITIONS_INPUT, TensorProto.INT64, ["num_logits"])
+    )
+    edited = {gather.output[0], unsqueeze.output[0]}
+    shapes = [info for info in model.graph.value_info if info.name not in edited]  # ranks changed
+    del model.graph.value_info[:]
+    model.graph.value_info.extend(shapes)
+    for output in model.graph.output:
+        if output.name == "logits":
+            output.type.tensor_type.shape.dim[1].Clear()
+            output.type.tensor_type.shape.dim[1].dim_param = "num_logits"
+    onnx.save(model, str(path))  # the graph only: its external data keeps the builder's file

@@ -85,10 +85,16 @@ class OnnxCausalLM:
 
     def forward(self, ids: np.ndarray, mask: np.ndarray, past: list[np.ndarray]) -> tuple[np.ndarray, list]:
         """(last position's logits (rows, vocab), present keys and values) for ids (rows, new tokens)."""
+        logits, present = self.forward_positions(ids, mask, past, 1)
+        return logits[:, -1, :], present
+
+    def forward_positions(self, ids: np.ndarray, mask: np.ndarray, past: list[np.ndarray], count: int):
+        """(logits of the last `count` positions (rows, count, vocab), present keys and values)."""
         feed = {"input_ids": ids.astype(np.int64), "attention_mask": mask.astype(np.int64)}
+        feed["logits_positions"] = np.arange(-count, 0, dtype=np.int64)
         feed.update(zip(self.past_names, map(np.ascontiguousarray, past), strict=True))
         logits, *present = self.session.run(["logits", *self.present_names], feed)
-        return logits[:, -1, :].astype(np.float32, copy=False), present
+        return logits.astype(np.float32, copy=False), present
 
     def prefill(self, tokens: list[int], past: list[np.ndarray] | None = None, reused: int = 0):
         """One row's prompt (after `reused` tokens already in `past`): its logits and present."""

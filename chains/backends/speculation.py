@@ -1,0 +1,120 @@
+"""Speculative decoding with prompt lookup: drafts copied from the row's own context, checked by the model.
+
+A row whose last few tokens occurred earlier in its prompt or reply proposes the tokens that followed
+them there (n-gram prompt lookup: no draft model). The decoder feeds the row's last token and its drafts
+in one forward pass; `accept` keeps the drafts the model agrees with and adds the model's own next token,
+so a step yields 1 to 1 + len(drafts) tokens.
+
+Greedy rows keep a draft while it is the argmax: the reply is the one decoding without drafts gives.
+Sampled rows use the speculative-sampling rule for a draft that is one token for sure (q = 1): keep
+draft d with probability p(d), else sample from p with d taken out, so every token still follows p.
+
+A row drafts only while it pays: its draft length grows while drafts are accepted and shrinks when they
+fail, and a row whose drafts keep failing pauses drafting for a while (longer each time).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+MIN_NGRAM, MAX_NGRAM = 2, 4  # suffix lengths looked up, longest first
+MIN_DRAFT, MAX_DRAFT = 4, 12  # tokens drafted at once (the length adapts within these)
+PAUSE_AFTER = 3  # drafts rejected outright in a row before a row pauses drafting
+FIRST_PAUSE, LONGEST_PAUSE = 4, 64  # steps a row pauses (doubling each time, up to the longest)
+MIN_TEMPERATURE = 1e-4  # below it, sampling is greedy (and 1/T would overflow)
+
+
+class Drafter:
+    """One row's prompt-lookup index and its drafting state."""
+
+    def __init__(self, context: list[int]) -> None:
+        self.ids: list[int] = []
+        self.index: dict[tuple[int, ...], int] = {}  # n-gram -> start of what followed it last time
+        self.length = MIN_DRAFT
+        self.misses = self.paused = 0
+        self.pause = FIRST_PAUSE
+        self.drafted = self.accepted = 0  # totals, for metrics and tests
+        self.extend(context)
+
+    def extend(self, tokens: list[int]) -> None:
+        """Add tokens to the context (the index learns each n-gram once the token after it is known)."""
+        for token in tokens:
+            end = len(self.ids)
+            for n in range(MIN_NGRAM, MAX_NGRAM + 1):
+                if end >= n:
+                    self.index[tuple(self.ids[end - n : end])] = end
+            self.ids.append(token)
+
+    def propose(self, limit: int) -> list[int]:
+        """Up to `limit` tokens that followed the longest earlier occurrence of the context's end."""
+        if self.paused:
+            self.paused -= 1
+            return []
+        limit = min(limit, self.length)
+        if limit <= 0:
+            return []
+        for n in range(MAX_NGRAM, MIN_NGRAM - 1, -1):
+            start = self.index.get(tuple(self.ids[-n:])) if len(self.ids) >= n else None
+            if start is not None:
+                return self.ids[start : start + limit]
+        return []
+
+    def record(self, drafted: int, accepted: int) -> None:
+        """Adapt to how a draft fared: longer after full acceptance, paused after repeated misses."""
+        self.drafted, self.accepted = self.drafted + drafted, self.accepted + accepted
+        if accepted == drafted:
+            self.length = min(MAX_DRAFT, self.length * 2)
+            self.misses, self.pause = 0, FIRST_PAUSE
+            return
+        self.length = max(MIN_DRAFT, accepted + 1)
+        self.misses = self.misses + 1 if accepted == 0 else 0
+        if self.misses >= PAUSE_AFTER:
+            self.paused, self.misses = self.pause, 0
+            self.pause = min(LONGEST_PAUSE, self.pause * 2)
+
+
+def accept(logits: Any, drafts: list[int], row: Any) -> list[int]:
+    """The tokens a row keeps from one verifying pass: accepted drafts, then the model's own next token.
+
+    `logits` (1 + len(drafts), vocab) are the model's scores after the row's last token and after each
+    draft; `row` carries temperature, top_p and the row's generator.
+    """
+    if row.temperature < MIN_TEMPERATURE:
+        best = logits.argmax(-1).tolist()
+        kept = 0
+        while kept < len(drafts) and drafts[kept] == best[kept]:
+            kept += 1
+        return [*drafts[:kept], best[kept]]
+    out = []
+    for position, draft in enumerate(drafts):
+        probs = distribution(logits[position], row.temperature, row.top_p)
+        if probs is None:  # degenerate scores: greedy from here
+            return [*out, int(logits[position].argmax())]
+        coin = torch.rand((), generator=row.generator, device=probs.device)
+        if float(coin) < float(probs[draft]):
+            out.append(draft)
+            continue
+        probs[draft] = 0  # the residual max(p - q, 0) for a draft that is certain
+        if float(probs.sum()) <= 0:
+            return [*out, int(logits[position].argmax())]
+        return [*out, int(torch.multinomial(probs, 1, generator=row.generator)[0])]
+    probs = distribution(logits[len(drafts)], row.temperature, row.top_p)
+    if probs is None:
+        return [*out, int(logits[len(drafts)].argmax())]
+    return [*out, int(torch.multinomial(probs, 1, generator=row.generator)[0])]
+
+
+def distribution(logits: Any, temperature: float, top_p: float) -> Any:
+    """The probabilities a row samples from (temperature, then nucleus), or None when degenerate."""
+    probs = torch.softmax(logits.float() / temperature, -1)
+    if top_p < 1:
+        ordered, order = probs.sort(descending=True)
+        outside = ordered.cumsum(-1) - ordered > top_p  # keep the smallest set reaching top_p
+        ordered[outside] = 0
+        probs = torch.zeros_like(probs).scatter(0, order, ordered)
+    total = float(probs.sum())
+    if not bool(torch.isfinite(probs).all()) or total <= 0:
+        return None
+    return probs / total
