@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from transformers import DynamicCache
 
 from chains.backends.pool import BlockPool
-from chains.backends.speculation import MIN_TEMPERATURE, distribution
+from chains.backends.sampling import pick
 
 
 class Decoder:
@@ -237,28 +237,3 @@ def _left_pad(tensor: Any, width: int, dim: int = -1) -> Any:
         return tensor
     pad = [0, 0] * (-dim - 1) + [missing, 0]
     return F.pad(tensor, pad)
-
-
-def pick(logits: Any, params: list[Any]) -> Any:
-    """The next token per row: greedy where temperature is 0, else sampled with the row's temperature
-    and top_p (and its own generator when seeded); a row with a grammar picks among what it allows, and
-    only what still lets its structure close in the row's remaining tokens."""
-    for i, p in enumerate(params):
-        constraint = getattr(p, "constraint", None)
-        if constraint is not None and not getattr(p, "done", False):
-            constraint.mask(logits[i])
-    tokens = logits.argmax(-1)
-    for i, p in enumerate(params):
-        if p.temperature >= MIN_TEMPERATURE:  # below it, sampling is greedy (and 1/T would overflow)
-            tokens[i] = _sample(logits[i], p.temperature, p.top_p, p.generator, tokens[i])
-        constraint = getattr(p, "constraint", None)
-        if constraint is not None and not getattr(p, "done", False):  # a structure that still closes in time
-            tokens[i] = constraint.fit(int(tokens[i]), logits[i], p.remaining)
-    return tokens
-
-
-def _sample(logits: Any, temperature: float, top_p: float, generator: Any, greedy: Any) -> Any:
-    probs = distribution(logits, temperature, top_p)
-    if probs is None:
-        return greedy  # degenerate logits: one row must not fail the whole batch
-    return torch.multinomial(probs, 1, generator=generator)[0]

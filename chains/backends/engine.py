@@ -84,7 +84,6 @@ class Job:
         self.prompt, self.params, self.loop = prompt, params, loop
         self.submitted = time.monotonic()
         self.cancelled = threading.Event()
-        self.generator: Any = None  # a seeded job's own torch.Generator
         self.lease: Any = None  # its blocks in the KV pool (pool.py), once taken from the queue
         self.waited = False  # whether it had to wait for blocks
         self.constraint: Any = None  # the grammar's matcher, when params.grammar is set
@@ -341,7 +340,6 @@ class BatchEngine:
     def _advance(self, decoder: Any, joiners: list[Job]) -> None:
         """Prefill the joiners into the batch, then one decoding step for every row."""
         if joiners:
-            _seed_jobs(joiners, self.model.device)
             rows = [_Row(job, self.tokenizer, self.model, self.observer) for job in joiners]
             self._running = [*self._running, *joiners]
             joined = decoder.join(rows, [j.prompt for j in joiners], rows)
@@ -372,7 +370,7 @@ class BatchEngine:
 
     def _speculate(self, decoder: Any, drafts: list[list[int]]) -> None:
         """One verifying pass: each row keeps its accepted drafts and the model's next token."""
-        from chains.backends.decoder import pick
+        from chains.backends.sampling import pick
         from chains.backends.speculation import accept
 
         logits = decoder.verify(drafts)
@@ -383,7 +381,7 @@ class BatchEngine:
                 row.drafter.record(len(draft), len(kept[-1]) - 1)
                 self.observer.drafts(len(draft), len(kept[-1]) - 1)
             else:  # constraints and plain sampling as in a normal step
-                kept.append([int(pick(scores[-1:], [row])[0])])
+                kept.append([int(pick(scores[-1:].clone(), [row])[0])])  # a grammar masks in place
         decoder.settle(kept)
         for row, tokens in zip(decoder.rows, kept, strict=True):
             for token in tokens:
@@ -489,7 +487,9 @@ class _Row:
         self.stops = StopFilter(job.params.stop)
         self.done, self.reason = False, "length"
         self.temperature, self.top_p = job.params.temperature, job.params.top_p
-        self.generator, self.constraint = job.generator, job.constraint
+        from chains.backends.sampling import Noise  # torch is imported once a model runs
+
+        self.noise, self.constraint = Noise(job.params.seed), job.constraint  # noise: sampled rows
         self.lease, self.cached = job.lease, 0
         self.drafter: Any = None  # its prompt-lookup index (speculation.py), made at its first draft
 
@@ -592,12 +592,3 @@ def _fail(item: Job | _Call, error: HfchainError) -> None:
         item.emit(error)
     elif item.future.set_running_or_notify_cancel():
         item.future.set_exception(error)
-
-
-def _seed_jobs(jobs: list[Job], device: Any) -> None:
-    """A seeded job samples from its own generator: reproducible whatever else shares the batch."""
-    import torch
-
-    for job in jobs:
-        if job.params.seed is not None and job.params.temperature > 0 and job.generator is None:
-            job.generator = torch.Generator(device=device).manual_seed(job.params.seed)

@@ -5,9 +5,10 @@ them there (n-gram prompt lookup: no draft model). The decoder feeds the row's l
 in one forward pass; `accept` keeps the drafts the model agrees with and adds the model's own next token,
 so a step yields 1 to 1 + len(drafts) tokens.
 
-Greedy rows keep a draft while it is the argmax: the reply is the one decoding without drafts gives.
-Sampled rows use the speculative-sampling rule for a draft that is one token for sure (q = 1): keep
-draft d with probability p(d), else sample from p with d taken out, so every token still follows p.
+A row keeps a draft while it is the token the row would have chosen: the argmax when greedy, its
+Gumbel-max sample when sampling (sampling.py: the noise depends only on the row's seed and the reply
+position). The reply is then token for token the one decoding without drafts gives, greedy or seeded,
+and every sampled token still follows the row's distribution.
 
 A row drafts only while it pays: its draft length grows while drafts are accepted and shrinks when they
 fail, and a row whose drafts keep failing pauses drafting for a while (longer each time).
@@ -17,13 +18,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
+from chains.backends.sampling import scores
 
 MIN_NGRAM, MAX_NGRAM = 2, 4  # suffix lengths looked up, longest first
 MIN_DRAFT, MAX_DRAFT = 4, 12  # tokens drafted at once (the length adapts within these)
 PAUSE_AFTER = 3  # drafts rejected outright in a row before a row pauses drafting
 FIRST_PAUSE, LONGEST_PAUSE = 4, 64  # steps a row pauses (doubling each time, up to the longest)
-MIN_TEMPERATURE = 1e-4  # below it, sampling is greedy (and 1/T would overflow)
 
 
 class Drafter:
@@ -76,45 +76,17 @@ class Drafter:
 
 
 def accept(logits: Any, drafts: list[int], row: Any) -> list[int]:
-    """The tokens a row keeps from one verifying pass: accepted drafts, then the model's own next token.
+    """The tokens a row keeps from one verifying pass: the drafts it would have chosen itself, then its
+    own next token.
 
     `logits` (1 + len(drafts), vocab) are the model's scores after the row's last token and after each
-    draft; `row` carries temperature, top_p and the row's generator.
+    draft. Greedy rows compare with the argmax, sampled rows with their sample (sampling.py), so a
+    reply is token for token what decoding without drafts gives.
     """
-    if row.temperature < MIN_TEMPERATURE:
-        best = logits.argmax(-1).tolist()
-        kept = 0
-        while kept < len(drafts) and drafts[kept] == best[kept]:
-            kept += 1
-        return [*drafts[:kept], best[kept]]
-    out = []
-    for position, draft in enumerate(drafts):
-        probs = distribution(logits[position], row.temperature, row.top_p)
-        if probs is None:  # degenerate scores: greedy from here
-            return [*out, int(logits[position].argmax())]
-        coin = torch.rand((), generator=row.generator, device=probs.device)
-        if float(coin) < float(probs[draft]):
-            out.append(draft)
-            continue
-        probs[draft] = 0  # the residual max(p - q, 0) for a draft that is certain
-        if float(probs.sum()) <= 0:
-            return [*out, int(logits[position].argmax())]
-        return [*out, int(torch.multinomial(probs, 1, generator=row.generator)[0])]
-    probs = distribution(logits[len(drafts)], row.temperature, row.top_p)
-    if probs is None:
-        return [*out, int(logits[len(drafts)].argmax())]
-    return [*out, int(torch.multinomial(probs, 1, generator=row.generator)[0])]
-
-
-def distribution(logits: Any, temperature: float, top_p: float) -> Any:
-    """The probabilities a row samples from (temperature, then nucleus), or None when degenerate."""
-    probs = torch.softmax(logits.float() / temperature, -1)
-    if top_p < 1:
-        ordered, order = probs.sort(descending=True)
-        outside = ordered.cumsum(-1) - ordered > top_p  # keep the smallest set reaching top_p
-        ordered[outside] = 0
-        probs = torch.zeros_like(probs).scatter(0, order, ordered)
-    total = float(probs.sum())
-    if not bool(torch.isfinite(probs).all()) or total <= 0:
-        return None
-    return probs / total
+    kept = []
+    for position in range(len(drafts) + 1):
+        token = int(scores(logits[position], row, row.generated + position).argmax())
+        kept.append(token)
+        if position == len(drafts) or token != drafts[position]:
+            return kept
+    return kept

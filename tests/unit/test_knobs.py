@@ -46,7 +46,7 @@ def test_good_knobs_pass():
 def test_greedy_and_sampled_rows_pick_their_own_way():
     import torch
 
-    from chains.backends.decoder import pick
+    from chains.backends.sampling import pick
 
     logits = torch.tensor([[0.0, 5.0, 1.0], [0.0, 5.0, 1.0], [3.0, -30.0, 2.9], [3.0, -30.0, 2.9]])
     rows = [
@@ -55,9 +55,7 @@ def test_greedy_and_sampled_rows_pick_their_own_way():
         GenerationParams(temperature=1.0),
         GenerationParams(temperature=1.0),
     ]
-    for row in rows:
-        object.__setattr__(row, "generator", None)
-    draws = {tuple(pick(logits, rows).tolist()) for _ in range(50)}
+    draws = {tuple(pick(logits, rows).tolist()) for _ in range(50)}  # unseeded: new noise each time
     assert {d[:2] for d in draws} == {(1, 1)}
     assert {d[2] for d in draws} == {0, 2}  # sampled rows vary, never the unlikely token 1
 
@@ -65,26 +63,30 @@ def test_greedy_and_sampled_rows_pick_their_own_way():
 def test_degenerate_temperatures_and_logits_fall_back_to_greedy():
     import torch
 
-    from chains.backends.decoder import pick
+    from chains.backends.sampling import pick
 
-    row = GenerationParams(temperature=1e-300)
-    object.__setattr__(row, "generator", None)
-    assert pick(torch.tensor([[0.0, 9.0, 1.0]]), [row]).tolist() == [1]
+    assert pick(torch.tensor([[0.0, 9.0, 1.0]]), [GenerationParams(temperature=1e-300)]).tolist() == [1]
     hot = GenerationParams(temperature=1.0)
-    object.__setattr__(hot, "generator", None)
     assert pick(torch.tensor([[float("nan"), 1.0, 0.0]]), [hot]).shape == (1,)
 
 
-def test_a_seeded_generator_makes_sampling_reproducible():
+def test_a_seed_fixes_each_reply_position_and_samples_follow_the_distribution():
     import torch
 
-    from chains.backends.decoder import pick
+    from chains.backends.sampling import Noise, pick
 
-    logits = torch.zeros((1, 50))
-    row = GenerationParams(temperature=1.0)
+    class Row:
+        temperature, top_p = 1.0, 1.0
+
+        def __init__(self, seed, position):
+            self.noise, self.generated = Noise(seed), position
+
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.2]]))
 
     def draws(seed):
-        object.__setattr__(row, "generator", torch.Generator().manual_seed(seed))
-        return [int(pick(logits, [row])[0]) for _ in range(10)]
+        return [int(pick(logits, [Row(seed, n)])[0]) for n in range(2000)]
 
-    assert draws(3) == draws(3) != draws(4)
+    first = draws(3)
+    assert first == draws(3) != draws(4)  # the same seed, the same token at each position
+    shares = torch.bincount(torch.tensor(first), minlength=3) / len(first)
+    assert torch.allclose(shares, torch.tensor([0.5, 0.3, 0.2]), atol=0.04)  # Gumbel-max draws from p

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from chains.backends.decoder import pick
 from chains.backends.pool import BlockPool
+from chains.backends.sampling import pick
 
 SLACK = 32  # unused cache columns a row may carry after rejected drafts before they are cut
 
