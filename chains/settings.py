@@ -234,7 +234,10 @@ class Settings(BaseSettings):
         "row whose drafts keep failing stops drafting. off: never (per request: the speculation knob)",
     )
     speculation_max_batch: int = Field(
-        4, ge=1, description="Speculative decoding runs while at most this many rows are generating"
+        1,
+        ge=1,
+        description="Speculative decoding runs while at most this many rows are generating (torch; ONNX: 1). "
+        "Batches are compute-bound on CPU: checking drafts there costs more than it saves",
     )
     prefix_cache_tokens: int | None = Field(
         None,

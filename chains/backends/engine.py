@@ -157,7 +157,7 @@ class BatchEngine:
         prefix_cache_tokens: int | None = None,
         repetition_guard: bool = True,
         speculation: bool = True,
-        speculation_max_batch: int = 4,
+        speculation_max_batch: int = 1,
     ) -> None:
         self.max_batch, self.max_tokens_in_flight = max_batch, max_tokens_in_flight
         self.kv_cache_bytes = kv_cache_bytes  # None: sized from memory when the model is known; 0: off
@@ -366,7 +366,8 @@ class BatchEngine:
         )
         if not hasattr(decoder, "verify") or len(rows) > limit:
             return [[] for _ in rows]
-        return [row.draft(self.speculation) for row in rows]
+        policy = getattr(decoder, "drafting", {})
+        return [row.draft(self.speculation, policy) for row in rows]
 
     def _speculate(self, decoder: Any, drafts: list[list[int]]) -> None:
         """One verifying pass: each row keeps its accepted drafts and the model's next token."""
@@ -384,8 +385,7 @@ class BatchEngine:
                 kept.append([int(pick(scores[-1:].clone(), [row])[0])])  # a grammar masks in place
         decoder.settle(kept)
         for row, tokens in zip(decoder.rows, kept, strict=True):
-            for token in tokens:
-                row.push(token)
+            row.push_all(tokens)
 
     def _drop_finished(self, decoder: Any) -> None:
         for row in decoder.rows:
@@ -491,6 +491,7 @@ class _Row:
 
         self.noise, self.constraint = Noise(job.params.seed), job.constraint  # noise: sampled rows
         self.lease, self.cached = job.lease, 0
+        self.held: list[str] | None = None  # text held back while a step's several tokens are pushed
         self.drafter: Any = None  # its prompt-lookup index (speculation.py), made at its first draft
 
     @property
@@ -498,7 +499,7 @@ class _Row:
         """Tokens this row may still generate, the next one included."""
         return self.job.params.max_new_tokens - self.generated
 
-    def draft(self, default: bool) -> list[int]:
+    def draft(self, default: bool, policy: dict) -> list[int]:
         """Tokens to check with the model this step (speculation.py): none for constrained rows, rows that
         turned it off, or rows whose drafts keep failing."""
         wanted = self.job.params.speculation
@@ -507,7 +508,7 @@ class _Row:
         if self.drafter is None:
             from chains.backends.speculation import Drafter
 
-            self.drafter = Drafter(self.job.prompt + self.ids)
+            self.drafter = Drafter(self.job.prompt + self.ids, **policy)
         return self.drafter.propose(self.remaining - 1)
 
     def check_cancelled(self) -> None:
@@ -550,10 +551,22 @@ class _Row:
         self.observer.finished(completion)
         self.job.emit(completion)
 
+    def push_all(self, tokens: list[int]) -> None:
+        """Several tokens of one step, reaching the consumer as one piece of text (one stream event)."""
+        self.held = []
+        for token in tokens:
+            self.push(token)
+        held, self.held = self.held, None
+        if held:
+            self.job.emit("".join(held))
+
     def _emit(self, text: str) -> None:
         if text:
             self.emitted.append(text)
-            self.job.emit(text)
+            if self.held is not None:
+                self.held.append(text)
+            else:
+                self.job.emit(text)
 
 
 def _check_room(minimum: int, limit: int) -> None:

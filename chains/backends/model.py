@@ -41,7 +41,7 @@ class LocalModel:
         prefix_cache_tokens: int | None = None,
         repetition_guard: bool = True,
         speculation: bool = True,
-        speculation_max_batch: int = 4,
+        speculation_max_batch: int = 1,
         runtime: str = "torch",
         onnx: dict[str, Any] | None = None,
     ) -> None:

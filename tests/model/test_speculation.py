@@ -105,11 +105,16 @@ def test_seeded_sampling_is_the_same_with_drafts_alone_and_batched(backend):
 
 def test_rows_drafting_together_reply_as_each_does_alone(embedded_backend):
     model = embedded_backend.engine
-    items = prompts(model)[:4]  # ragged drafts in one torch batch (up to HFCHAIN_SPECULATION_MAX_BATCH)
+    items = prompts(model)[:4]  # ragged drafts in one torch batch (HFCHAIN_SPECULATION_MAX_BATCH=4)
     params = GenerationParams(max_new_tokens=40)
     alone = replies(model, items, params, speculation=False)
-    with counting(embedded_backend) as drafts:
-        together = model.generate(items, dataclasses.replace(params, speculation=True))
+    core = model.engine
+    core.speculation_max_batch = 4
+    try:
+        with counting(embedded_backend) as drafts:
+            together = model.generate(items, dataclasses.replace(params, speculation=True))
+    finally:
+        core.speculation_max_batch = 1
     assert [c.text for c in together] == alone and drafts.accepted > 0
 
 

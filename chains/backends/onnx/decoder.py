@@ -36,6 +36,7 @@ class OnnxDecoder:
         # the graph's attention takes several new tokens for one row at a time; int4's quantized
         # activations give a pass over several tokens other numbers than one token at a time: no drafts
         self.verify_rows = 0 if model.precision == "int4" else 1
+        self.drafting = {"min_ngram": 1, "pause_after": 10**9}  # drafts cost little here (speculation.py)
         self.rows: list[Any] = []
         self.fed: list[list[int]] = []  # per row: the tokens whose keys and values are in the cache
         self.lens = np.zeros(0, np.int64)
