@@ -150,3 +150,36 @@ def test_leaving_a_protocol_stream_frees_the_model(server, path, body):
         assert reply.status_code == 200
     ran = metric(server.url, OUT) - generated - left_after
     assert ran == reply.json()["usage"]["completion_tokens"] <= 2  # the quick one ran, nothing else
+
+
+ACCEPTED = 'hfchain_speculation_draft_tokens_total{outcome="accepted"}'
+
+
+def test_speculation_is_a_request_field_that_changes_no_reply_and_is_counted(client, server):
+    text = (
+        "Marie Curie was born in Warsaw in 1867. She moved to Paris in 1891, where she studied physics. In "
+        "1903 she shared the Nobel Prize in Physics, and in 1911 she won the Nobel Prize in Chemistry."
+    )
+    messages = [{"role": "user", "content": f"{text}\n\nRepeat the text exactly."}]
+
+    def reply(**extra) -> str:
+        done = client.chat.completions.create(
+            model="m", messages=messages, temperature=0, max_tokens=32, extra_body=extra
+        )
+        return done.choices[0].message.content
+
+    before = metric(server.url, ACCEPTED)
+    plain, drafted = reply(speculation=False), reply(speculation=True)
+    assert drafted == plain and "Warsaw" in plain
+    assert metric(server.url, ACCEPTED) > before
+    stream = client.chat.completions.create(
+        model="m",
+        messages=messages,
+        temperature=0,
+        max_tokens=32,
+        stream=True,
+        extra_body={"speculation": True},
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == plain
+    with pytest.raises((openai.BadRequestError, openai.UnprocessableEntityError), match="speculation"):
+        reply(speculation="sometimes")
