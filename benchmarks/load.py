@@ -225,6 +225,9 @@ def main() -> None:
     args = parser.parse_args()
     levels = [int(n) for n in args.levels.split(",")]
     if args.runtimes:
+        unknown = sorted(set(args.runtimes.split(",")) - set(RUNTIMES))
+        if unknown:
+            parser.error(f"unknown runtime {', '.join(unknown)}: choose from {', '.join(RUNTIMES)}")
         compare_runtimes(args.runtimes.split(","), levels, args.requests_per_client)
         return
 
