@@ -1,9 +1,10 @@
 """Encoder requests per second, batched vs not, with 1 and 8 concurrent clients (in-process, the packaged
-MiniLM encoder on CPU): zero-shot classification (`/classify`'s embedding method, one short text per
-request) and embeddings (`/v1/embeddings`' service, one short text per request). Rounds interleave the
-two modes so both see the same machine load; the table has the median of the rounds.
+MiniLM encoder on CPU, on torch and on the default runtime, ONNX fp32): zero-shot classification
+(`/classify`'s embedding method, one short text per request) and embeddings (`/v1/embeddings`' service,
+one short text per request). Rounds interleave the two modes so both see the same machine load; the
+table has the median of the rounds.
 
-Usage: .venv/bin/python benchmarks/encoders.py [--requests 160] [--rounds 3]
+Usage: .venv/bin/python benchmarks/encoders.py [--requests 160] [--rounds 3] [--runtimes torch,auto]
 """
 
 from __future__ import annotations
@@ -41,33 +42,41 @@ def rate(call, items: list[str], clients: int) -> float:
     return len(items) / (time.perf_counter() - started)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=160)
-    parser.add_argument("--rounds", type=int, default=3)
-    args = parser.parse_args()
-    encoder = Encoder()
-    encoder.embed(["warm up"])
+def cases(encoder: Encoder) -> dict:
+    """(not batched, batched) request functions for zero-shot classification and embeddings."""
     value = ClassifyInput(text="x", labels=LABELS)
     plain, batched = EmbeddingMethod(encoder), EmbeddingMethod(BatchedEncoder(encoder))
     plain.anchors(value), batched.anchors(value)
     single, pooled = EmbeddingService(encoder, max_batch=1), EmbeddingService(encoder, max_batch=64)
-    cases = {
+    return {
         "classify (zero-shot)": (lambda t: plain.scores([t], value), lambda t: batched.scores([t], value)),
         "embeddings": (lambda t: single.embed([t]), lambda t: pooled.embed([t])),
     }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=160)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--runtimes", default="torch,auto", help="encoder runtimes (HFCHAIN_ENCODER_RUNTIME)")
+    args = parser.parse_args()
     items = texts(args.requests)
     print(
-        "| requests | clients | not batched, req/s | batched, req/s | batched / not |\n|---|---|---|---|---|"
+        "| runtime | requests | clients | not batched, req/s | batched, req/s | batched / not |\n"
+        "|---|---|---|---|---|---|"
     )
-    for name, (off, on) in cases.items():
-        for clients in (1, 8):
-            rates = {"off": [], "on": []}
-            for _ in range(args.rounds):
-                rates["off"].append(rate(off, items, clients))
-                rates["on"].append(rate(on, items, clients))
-            a, b = statistics.median(rates["off"]), statistics.median(rates["on"])
-            print(f"| {name} | {clients} | {a:.1f} | {b:.1f} | {b / a:.2f}x |", flush=True)
+    for runtime in args.runtimes.split(","):
+        encoder = Encoder(runtime=runtime)
+        encoder.embed(["warm up"])
+        for name, (off, on) in cases(encoder).items():
+            for clients in (1, 8):
+                rates = {"off": [], "on": []}
+                for _ in range(args.rounds):
+                    rates["off"].append(rate(off, items, clients))
+                    rates["on"].append(rate(on, items, clients))
+                a, b = statistics.median(rates["off"]), statistics.median(rates["on"])
+                label = encoder.runtime_label
+                print(f"| {label} | {name} | {clients} | {a:.1f} | {b:.1f} | {b / a:.2f}x |", flush=True)
 
 
 if __name__ == "__main__":

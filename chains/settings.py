@@ -133,6 +133,12 @@ class Settings(BaseSettings):
         description="Encoder served by /v1/embeddings, /embed: a sentence-transformers folder or hub id "
         "(default: the packaged all-MiniLM-L6-v2)",
     )
+    encoder_runtime: Literal["auto", "torch", "onnx", "onnx-int8"] = Field(
+        "auto",
+        description="What runs the in-process encoder: auto = ONNX Runtime float32 (exported once to the "
+        "cache; torch's vectors to 1e-6), torch where the encoder cannot be exported; onnx = ONNX float32 or "
+        "fail; onnx-int8 = int8 weights (vectors differ slightly: benchmarks/RESULTS.md); torch",
+    )
     documents_url: str | None = Field(
         None,
         description="SQLAlchemy URL of the document store: postgresql+psycopg://... (pgvector, shared by "

@@ -103,19 +103,24 @@ def _knobs(max_new_tokens: int | None, temperature: float | None) -> dict:
 
 @app.command()
 def prepare() -> None:
-    """Make the model's first start fast: convert the embedded model and export it for HFCHAIN_RUNTIME=auto
-    (ONNX fp32) into the cache. `make install` runs it; a start does the same when it was not run."""
+    """Make the first start fast: convert the embedded model, export it for HFCHAIN_RUNTIME=auto (ONNX fp32)
+    and the encoder for HFCHAIN_ENCODER_RUNTIME into the cache. `make install` runs it; a start (or the
+    encoder's first use) does the same when it was not run."""
+    settings = _settings()
+    _logging("info")
+    _prepare_model(settings)
+    _prepare_encoder(settings)
+
+
+def _prepare_model(settings: Settings) -> None:
     import time
 
     from chains.backends import model_source
     from chains.backends.onnx.export import ensure_exported
 
-    settings = _settings()
-    _logging("info")
     if settings.backend != "local" or settings.runtime == "torch":
-        typer.echo(
-            f"nothing to prepare for HFCHAIN_BACKEND={settings.backend}, HFCHAIN_RUNTIME={settings.runtime}"
-        )
+        chosen = f"HFCHAIN_BACKEND={settings.backend}, HFCHAIN_RUNTIME={settings.runtime}"
+        typer.echo(f"model: nothing to export for {chosen}")
         return
     started = time.perf_counter()
     source, name = model_source(settings)
@@ -128,6 +133,22 @@ def prepare() -> None:
         typer.secho(f"{name}: no ONNX export ({str(error).splitlines()[0]}); it will run on torch", err=True)
         return
     typer.echo(f"{name}: ready in {folder} ({precision}, {provider}; {time.perf_counter() - started:.1f} s)")
+
+
+def _prepare_encoder(settings: Settings) -> None:
+    import time
+
+    from chains.backends.encoder import build_encoder
+
+    if settings.embedding_url or settings.encoder_runtime == "torch":
+        typer.echo("encoder: nothing to export (HFCHAIN_EMBEDDING_URL or HFCHAIN_ENCODER_RUNTIME=torch)")
+        return
+    started = time.perf_counter()
+    encoder = build_encoder(settings)
+    onnx = encoder.onnx  # exports into the cache when it lacks the graphs; auto falls back to torch
+    where = f"ready in {onnx.graph.parent}" if onnx else "no ONNX export; it will run on torch"
+    seconds = time.perf_counter() - started
+    typer.echo(f"encoder {encoder.name}: {where} ({encoder.runtime_label}; {seconds:.1f} s)")
 
 
 @app.command()

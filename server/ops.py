@@ -44,6 +44,9 @@ def ops_router() -> APIRouter:
     def ready(request: Request) -> JSONResponse:
         backend = request.app.state.backend
         body = {"model": backend.model_name, "backend": backend.name, "runtime": backend.runtime}
+        embeddings = getattr(request.app.state, "embeddings", None)
+        if embeddings is not None:  # torch, onnx-fp32, onnx-int8 once it has run; remote for a TEI server
+            body["encoder_runtime"] = getattr(embeddings.encoder, "runtime_label", "remote")
         engine = backend.engine
         if backend.is_ready():
             return JSONResponse({"status": "ready", **body})

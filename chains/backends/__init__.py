@@ -83,7 +83,8 @@ def tool_router(settings: Settings) -> object | None:
     from chains.backends.encoder import shared_encoder
     from chains.tools.router import ToolRouter
 
-    return ToolRouter(shared_encoder(), settings.tool_router_threshold)
+    encoder = shared_encoder(settings.encoder_runtime, settings.cache_dir)
+    return ToolRouter(encoder, settings.tool_router_threshold)
 
 
 def build_local(settings: Settings) -> Backend:

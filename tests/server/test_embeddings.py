@@ -27,8 +27,8 @@ def served(embedded_backend, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def direct() -> np.ndarray:
-    """The same encoder in this process: what every route must agree with."""
-    return Encoder().embed(TEXTS)
+    """The same encoder on torch in this process: what every route (on ONNX Runtime) must agree with."""
+    return Encoder(runtime="torch").embed(TEXTS)
 
 
 def close(got, want) -> None:
@@ -50,6 +50,7 @@ def test_the_openai_client_gets_floats_base64_and_usage(served, direct):
         f"{served.url}/v1/embeddings", json={"input": TEXTS[0], "encoding_format": "base64"}
     ).json()
     close([np.frombuffer(base64.b64decode(raw["data"][0]["embedding"]), dtype="<f4")], direct[:1])
+    assert httpx.get(f"{served.url}/ready").json()["encoder_runtime"] == "onnx-fp32"  # the default: auto
 
 
 def test_token_ids_of_the_encoders_tokenizer_are_read_as_their_text(served, direct):
