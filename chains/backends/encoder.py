@@ -121,6 +121,8 @@ class Encoder:
         """A (len(texts), dim) numpy array of unit vectors."""
         import numpy as np
 
+        if not texts:
+            return np.zeros((0, self.dimensions), dtype=np.float32)
         onnx = self.onnx
         if onnx is not None:
             ids = onnx.ids(texts)

@@ -43,6 +43,7 @@ def test_onnx_fp32_gives_torchs_vectors_in_order_however_batched(onnx_encoder, t
     assert np.abs(small.embed(TEXTS) - whole).max() < 1e-5
     one_by_one = np.concatenate([onnx_encoder.embed([t]) for t in TEXTS])
     assert np.abs(one_by_one - whole).max() < 1e-5
+    assert onnx_encoder.embed([]).shape == (0, 384)
 
 
 def test_limits_and_tokenizer_are_torchs(onnx_encoder):
