@@ -76,3 +76,19 @@ def test_ingest_reads_a_folder_lists_what_it_skipped_and_a_second_run_changes_no
     knowledge = build_knowledge(load_settings(data_dir=tmp_path / "data"), EmbeddingService(Encoder()))
     [hit] = knowledge.search("default", "docs", "how often is the filter replaced", k=1)
     assert (hit["document_id"], hit["page"], hit["metadata"]) == ("sub/manual.pdf", 2, {"team": "ops"})
+
+
+def test_prepare_names_what_it_made_ready_and_a_second_run_reuses_the_cache(embedded_backend):
+    result = run(["prepare"])
+    assert result.returncode == 0, result.stderr
+    assert "ready in" in result.stdout and "(fp32, cpu;" in result.stdout  # the model, on auto
+    assert "encoder all-MiniLM-L6-v2: ready in" in result.stdout and "(onnx-fp32;" in result.stdout
+    assert "exporting" not in result.stderr  # make install (or the fixture's run) already exported both
+    torch_only = subprocess.run(
+        [HFCHAIN, "prepare"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**os.environ, "HFCHAIN_RUNTIME": "torch", "HFCHAIN_ENCODER_RUNTIME": "torch"},
+    )
+    assert torch_only.returncode == 0 and torch_only.stdout.count("nothing to export") == 2
