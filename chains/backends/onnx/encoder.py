@@ -29,7 +29,7 @@ FILES = {"onnx": "encoder.onnx", "onnx-int8": "encoder_int8.onnx"}
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 SAMPLE = ["An example sentence to trace the graph with.", "Two texts, so the batch axis stays free."]
 LOG_TAIL = 800
-BATCH_TOKENS = 2048  # padded tokens per ONNX Runtime call (benchmarks/encoders.py)
+BATCH_TOKENS = 2048  # padded tokens per call: 8 full-length inputs; larger calls measured no faster
 
 
 class EncoderExportError(RuntimeError):
@@ -179,7 +179,7 @@ def load_onnx_encoder(folder: Path, cache_dir: Path, runtime: str, name: str) ->
 
 class OnnxEncoder:
     """Unit vectors from an exported encoder graph; texts are tokenized, sorted by length and run in
-    batches of at most `batch_tokens` padded tokens (less padding; the sizes ONNX Runtime is fastest at)."""
+    batches of at most `batch_tokens` padded tokens (less padding, and each call's memory is bounded)."""
 
     def __init__(self, graph: Path, folder: Path, batch_tokens: int = BATCH_TOKENS) -> None:
         import onnxruntime as ort
@@ -202,13 +202,9 @@ class OnnxEncoder:
         with self._lock:
             return self.tokenizer(texts, truncation=True, max_length=self.max_tokens + 2)["input_ids"]
 
-    def fits(self, ids: list[list[int]]) -> bool:
-        """Whether ONNX Runtime is the faster runtime for these inputs (auto sends the rest to torch)."""
-        return True
-
-    def embed(self, texts: list[str], ids: list[list[int]] | None = None) -> np.ndarray:
+    def embed(self, texts: list[str]) -> np.ndarray:
         """A (len(texts), dim) float32 array of unit vectors, in the order of `texts`."""
-        ids = ids if ids is not None else self.ids(texts)
+        ids = self.ids(texts)
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         vectors: list[np.ndarray | None] = [None] * len(ids)
         for batch in _batches(order, ids, self.batch_tokens):
@@ -218,7 +214,7 @@ class OnnxEncoder:
 
     def _run(self, rows: list[list[int]]) -> np.ndarray:
         width = max(len(r) for r in rows)
-        input_ids = np.zeros((len(rows), width), dtype=np.int64)
+        input_ids = np.full((len(rows), width), self.tokenizer.pad_token_id or 0, dtype=np.int64)
         mask = np.zeros_like(input_ids)
         for i, row in enumerate(rows):
             input_ids[i, : len(row)], mask[i, : len(row)] = row, 1
