@@ -49,6 +49,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -137,29 +138,32 @@ def served(url: str, texts: list[str], clients: int, per_request: int) -> float:
 
 
 def embeddings_section(count: int, rounds: int) -> None:
-    """The served encoder against raw encode, in interleaved rounds (texts/s, ratio to raw)."""
+    """The served encoder (a server on torch, one on the default ONNX Runtime) against raw encode, in
+    interleaved rounds (texts/s, ratio to raw)."""
     texts = sentences(count)
-    proc, url = start_server(tempfile.mkdtemp(), 8)
-    time.sleep(10)  # the server's background warm-up (the tool router's encoder)
+    servers = {r: start_server(tempfile.mkdtemp(), 8, HFCHAIN_ENCODER_RUNTIME=r) for r in ("torch", "auto")}
+    time.sleep(10)  # the servers' background warm-up (the tool router's encoder)
     cases = {
-        "raw encode (batch 64)": lambda: raw(texts),
+        "raw encode (torch, batch 64)": lambda: raw(texts),
         "raw encode, calls of 8 in arrival order": lambda: raw(texts, 8),
-        "/v1/embeddings, 1 client, 1 text each": lambda: served(url, texts, 1, 1),
-        "/v1/embeddings, 8 clients, 1 text each": lambda: served(url, texts, 8, 1),
-        "/v1/embeddings, 1 client, 32 texts each": lambda: served(url, texts, 1, 32),
     }
+    for runtime, (_, url) in servers.items():
+        cases[f"[{runtime}] /v1/embeddings, 1 client, 1 text each"] = partial(served, url, texts, 1, 1)
+        cases[f"[{runtime}] /v1/embeddings, 8 clients, 1 text each"] = partial(served, url, texts, 8, 1)
+        cases[f"[{runtime}] /v1/embeddings, 1 client, 32 texts each"] = partial(served, url, texts, 1, 32)
     try:
         rates: dict[str, list[float]] = {name: [] for name in cases}
         for _ in range(rounds):  # interleaved rounds: each case sees the same machine
             for name, run in cases.items():
                 rates[name].append(run())
     finally:
-        stop(proc)
-    base = statistics.median(rates["raw encode (batch 64)"])
+        for proc, _ in servers.values():
+            stop(proc)
+    base = statistics.median(rates["raw encode (torch, batch 64)"])
     print(f"\n{count} texts, {rounds} rounds, median texts/s (ratio to raw encode)")
     for name, values in rates.items():
         median = statistics.median(values)
-        print(f"{name:<42}{median:>9.0f}{median / base:>8.2f}x")
+        print(f"{name:<52}{median:>9.0f}{median / base:>8.2f}x")
 
 
 # shared: data, stores, tables
