@@ -196,7 +196,6 @@ class Decoder:
         if self.cache is None:
             self.rows, self.cache, self.mask = list(rows), cache, mask
             self.positions, self.last = lengths, first
-            self._store_prompts(len(rows))
             return
         width = max(self.mask.shape[1], mask.shape[1])
         self.mask = torch.cat([_left_pad(self.mask, width), _left_pad(mask, width)])
@@ -206,11 +205,10 @@ class Decoder:
         self.rows += rows
         self.positions = torch.cat([self.positions, lengths])
         self.last = torch.cat([self.last, first])
-        self._store_prompts(len(rows))
 
-    def _store_prompts(self, count: int) -> None:
-        """The prompts of the last `count` rows go into their blocks as soon as they are computed, so that
-        requests arriving while these generate share them too."""
+    def share(self, count: int) -> None:
+        """The prompts of the last `count` rows (just joined) go into their blocks, so that requests
+        arriving while these generate share them too; the engine calls it once their first tokens are out."""
         if self.pool is not None:
             for i in range(len(self.rows) - count, len(self.rows)):
                 self._store(i)

@@ -347,6 +347,7 @@ class BatchEngine:
                 row.cached = reused
                 self.observer.prefill(reused, len(row.job.prompt) - reused)
                 row.push(token)
+            decoder.share(len(rows))  # after the first tokens are out: storing blocks delays them
             self._drop_finished(decoder)
         if decoder.rows:
             self.observer.batch(len(decoder.rows))

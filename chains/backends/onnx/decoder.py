@@ -133,8 +133,11 @@ class OnnxDecoder:
         self.lens = np.concatenate([self.lens, [len(p) for p in prompts]]).astype(np.int64)
         self.last = np.concatenate([self.last, first]).astype(np.int64)
         self._set_phantom()
-        if self.pool is not None:  # prompts are shared as soon as they are computed
-            for i in range(len(self.rows) - len(rows), len(self.rows)):
+
+    def share(self, count: int) -> None:
+        """The prompts of the last `count` rows (just joined) go into their blocks (see Decoder.share)."""
+        if self.pool is not None:
+            for i in range(len(self.rows) - count, len(self.rows)):
                 self._store(i)
 
     def _set_phantom(self) -> None:
