@@ -183,6 +183,20 @@ def preflight(
     fit_conversation(backend, value, system, config, sessions)
 
 
+def prompt_tokens(
+    backend: Backend,
+    value: object,
+    config: dict | None,
+    system: str | None = None,
+    sessions: SessionStore | None = None,
+) -> int:
+    """Tokens the model reads for a chat input: its conversation fitted to the budget, with its tools; the
+    served tokenizer's exact count on the local backend, the budget's count of the messages otherwise."""
+    turn, kept, _ = fit_conversation(backend, value, system, config, sessions)
+    count = getattr(backend.chat_model, "prompt_tokens", None)
+    return count(kept, **turn.options) if count else backend.budget().count_messages(kept)
+
+
 def remember(sessions: SessionStore | None, turn: Turn) -> Runnable:
     """Passes the reply through; once it is complete, stores the turn (a stream cut short stores nothing)."""
 

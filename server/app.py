@@ -26,6 +26,7 @@ from chains.sessions import SessionStore
 from chains.settings import Settings, get_settings
 from chains.tenants.keys import KeyStore
 from chains.tenants.quotas import Quotas
+from server.anthropic import anthropic_router
 from server.auth import ApiKeyGuard
 from server.collections_api import UPLOAD_PATH, collections_router
 from server.embeddings_api import embeddings_router
@@ -76,6 +77,7 @@ def create_app(
     app.include_router(ops_router())
     app.include_router(sessions_router(sessions))
     app.include_router(openai_router(chat, settings.sessions_from_user))
+    app.include_router(anthropic_router(chat))
     app.include_router(tgi_router(backend.configurable_llm()))
     app.state.embeddings = EmbeddingService(build_encoder(settings))
     app.include_router(embeddings_router(app.state.embeddings))

@@ -107,7 +107,11 @@ class ApiKeyGuard:
         if not required:
             return None
         headers = dict(scope.get("headers") or [])
-        given = _presented_key(headers.get(b"authorization", b""))
+        given = (
+            _presented_key(headers.get(b"authorization", b""))
+            or headers.get(b"x-api-key", b"").strip()
+            or None
+        )
         if given is None:
             raise _Refusal(401, "missing API key: send the header 'Authorization: Bearer <key>'")
         if _cross_site_with_a_browser_login(scope["method"], headers):

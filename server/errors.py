@@ -1,4 +1,5 @@
-"""Error bodies in the protocol each route speaks: OpenAI's on /v1, TGI's on POST /, ours elsewhere."""
+"""Error bodies in the protocol each route speaks: Anthropic's on /v1/messages, OpenAI's on the rest of /v1,
+TGI's on POST /, ours elsewhere."""
 
 from __future__ import annotations
 
@@ -15,6 +16,18 @@ from chains.errors import HfchainError
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 OPENAI_PREFIX = "/v1/"
+ANTHROPIC_PREFIX = "/v1/messages"
+# Anthropic's error types by status, which its client turns into its typed errors
+ANTHROPIC_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+    529: "overloaded_error",
+}
 TGI_PATHS = {"/"}
 # TGI's error_type values, which huggingface_hub turns into its typed errors
 TGI_TYPES = {400: "validation", 413: "validation", 422: "validation", 429: "overloaded", 503: "overloaded"}
@@ -30,6 +43,9 @@ def error_body(
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The JSON error body for `path`, carrying the message that says what to fix."""
+    if path.startswith(ANTHROPIC_PREFIX):
+        error = {"type": ANTHROPIC_TYPES.get(status, "api_error"), "message": message}
+        return {"type": "error", "error": error, "request_id": request_id}
     if path.startswith(OPENAI_PREFIX):
         kind = kind if status < 500 or kind != "invalid_request_error" else "server_error"
         error = {"message": message, "type": kind, "param": param, "code": kind if status != 400 else None}

@@ -193,6 +193,10 @@ class LocalChatModel(KnobFields, BaseChatModel):
         """_routed off the event loop (the encoder runs for a few milliseconds)."""
         return await asyncio.to_thread(self._routed, messages, kwargs) if self._routes(kwargs) else kwargs
 
+    def prompt_tokens(self, messages: list[BaseMessage], **kwargs: Any) -> int:
+        """Tokens the model reads for `messages` with these tools and formats (413 over the context)."""
+        return len(self._prepare(messages, kwargs)[0])
+
     def _prepare(self, messages: list[BaseMessage], kwargs: dict) -> tuple[list[int], CallPlan]:
         plan, tokens = plan_call(**kwargs), self.engine.tokens
         if tokens.renders_tools and not plan.schema_hint:  # the template writes the tools its own way
