@@ -5,6 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 
 
+def first_stop(text: str, stops: Sequence[str] | None) -> str | None:
+    """The stop sequence that occurs earliest in `text` (the longest of those starting there), or None."""
+    found = [(i, -len(s), s) for s in stops or () if s and (i := text.find(s)) >= 0]
+    return min(found)[2] if found else None
+
+
 def truncate_at_stop(text: str, stops: Sequence[str] | None) -> tuple[str, bool]:
     """Cut `text` before the earliest stop sequence; say whether one was found."""
     cut = min((i for s in stops or () if s and (i := text.find(s)) >= 0), default=-1)
@@ -29,6 +35,7 @@ class StopFilter:
         self.stops = [s for s in stops or () if s]
         self.pending = ""
         self.stopped = False
+        self.matched: str | None = None  # the stop sequence that ended the stream
 
     def feed(self, chunk: str) -> str:
         """Text that can be emitted now; holds back a tail that may begin a stop sequence."""
@@ -39,6 +46,7 @@ class StopFilter:
         self.pending += chunk
         text, found = truncate_at_stop(self.pending, self.stops)
         if found:
+            self.matched = first_stop(self.pending, self.stops)
             self.stopped, self.pending = True, ""
             return text
         keep = _held_back(self.pending, self.stops)

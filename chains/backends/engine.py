@@ -45,6 +45,7 @@ class Completion:
     cached_tokens: int = 0  # prompt tokens whose keys and values came from the prefix cache
     guard_tokens: int = 0  # constrained rows: tokens a guard chose instead of the model (tools/constraint.py)
     repetitions_ended: int = 0  # constrained rows: strings or containers the repetition guard ended
+    stop_sequence: str | None = None  # the request's stop sequence that ended the reply, if one did
 
 
 @dataclass(frozen=True)
@@ -548,7 +549,9 @@ class _Row:
             self._emit(self.stops.flush())
         text, prompt, guard = "".join(self.emitted), len(self.job.prompt), self.constraint
         forced, ended = (guard.forced, guard.repeats) if guard is not None else (0, 0)
-        completion = Completion(text, prompt, self.generated, self.reason, self.cached, forced, ended)
+        completion = Completion(
+            text, prompt, self.generated, self.reason, self.cached, forced, ended, self.stops.matched
+        )
         self.observer.finished(completion)
         self.job.emit(completion)
 

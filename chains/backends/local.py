@@ -253,7 +253,7 @@ class LocalChatModel(KnobFields, BaseChatModel):
     def _message(self, reply: Completion, plan: CallPlan) -> AIMessage:
         content, calls = parse_calls(reply.text) if plan.parses_calls else (reply.text, [])
         reason = "tool_calls" if calls and reply.finish_reason == "stop" else reply.finish_reason
-        metadata = {"model_name": self.engine.name, "finish_reason": reason}
+        metadata = {"model_name": self.engine.name, "finish_reason": reason, **_stopped_by(reply)}
         return AIMessage(
             content=content, tool_calls=calls, usage_metadata=_usage(reply), response_metadata=metadata
         )
@@ -261,7 +261,7 @@ class LocalChatModel(KnobFields, BaseChatModel):
     def _last_chunk(self, reply: Completion, calls: int = 0) -> ChatGenerationChunk:
         """The stream's closing chunk: no text, the token usage and the finish reason."""
         reason = "tool_calls" if calls and reply.finish_reason == "stop" else reply.finish_reason
-        info = {"model_name": self.engine.name, "finish_reason": reason}
+        info = {"model_name": self.engine.name, "finish_reason": reason, **_stopped_by(reply)}
         message = AIMessageChunk(content="", usage_metadata=_usage(reply))
         return ChatGenerationChunk(message=message, generation_info=info)
 
@@ -334,6 +334,11 @@ def _call_chunk(call: dict) -> ChatGenerationChunk:
 
 def _llm_result(completions: list[Completion]) -> LLMResult:
     return LLMResult(generations=[[Generation(text=c.text, generation_info=_info(c))] for c in completions])
+
+
+def _stopped_by(reply: Completion) -> dict[str, str]:
+    """{"stop_sequence": ...} when one of the request's stop sequences ended the reply."""
+    return {"stop_sequence": reply.stop_sequence} if reply.stop_sequence else {}
 
 
 def _usage(reply: Completion) -> dict[str, int]:

@@ -17,8 +17,8 @@ STOP_REASONS = {"length": "max_tokens", "tool_calls": "tool_use"}
 class Reply:
     """Builds the message, or the events, of one request."""
 
-    def __init__(self, request_id: str, model: str, stops: list[str] | None = None) -> None:
-        self.id, self.model, self.stops = f"msg_{request_id}", model, stops or []
+    def __init__(self, request_id: str, model: str) -> None:
+        self.id, self.model = f"msg_{request_id}", model
 
     def message(self, reply: Any) -> dict[str, Any]:
         """The non-streamed reply: text then tool_use blocks, why it stopped, token counts."""
@@ -71,6 +71,8 @@ class Reply:
         return {"id": self.id, "type": "message", "role": "assistant", "model": self.model}
 
     def _stop(self, metadata: dict) -> dict[str, Any]:
+        if metadata.get("stop_sequence"):
+            return {"stop_reason": "stop_sequence", "stop_sequence": metadata["stop_sequence"]}
         reason = metadata.get("finish_reason")
         return {"stop_reason": STOP_REASONS.get(reason, "end_turn"), "stop_sequence": None}
 

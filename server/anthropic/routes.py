@@ -32,7 +32,7 @@ def anthropic_router(chain: Runnable) -> APIRouter:
         config = run_config(request, {"configurable": knobs})
         app.backend.require_ready()
         await run_in_threadpool(chat_chain.preflight, app.backend, value, config, app.system_prompt)
-        reply = Reply(request_id_var.get(), app.backend.model_name, body.stop_sequences)
+        reply = Reply(request_id_var.get(), app.backend.model_name)
         if body.stream:
             chunks = await prefetched(chain.astream(value, config))  # a 429/503 still gets its status
             return EventSourceResponse(reply.events(chunks, request.url.path), sep="\n", ping=15)

@@ -50,6 +50,16 @@ def test_a_reply_has_text_a_stop_reason_and_usage(client):
     assert short.stop_reason == "max_tokens" and short.usage.output_tokens == 2
 
 
+def test_a_stop_sequence_ends_the_reply_and_is_named(client):
+    stops = ["no such words", "Paris"]
+    reply = client.messages.create(model="m", max_tokens=16, messages=ASK, stop_sequences=stops)
+    assert reply.stop_reason == "stop_sequence" and reply.stop_sequence == "Paris"
+    assert "Paris" not in "".join(b.text for b in reply.content)
+    with client.messages.stream(model="m", max_tokens=16, messages=ASK, stop_sequences=stops) as stream:
+        final = stream.get_final_message()
+    assert final.stop_reason == "stop_sequence" and final.stop_sequence == "Paris"
+
+
 def test_a_stream_gives_the_same_text_as_its_final_message(client):
     with client.messages.stream(
         model="any", max_tokens=16, messages=ASK, extra_body={"temperature": 0}

@@ -2,7 +2,7 @@
 
 import pytest
 
-from chains.stops import StopFilter, filter_stream, truncate_at_stop
+from chains.stops import StopFilter, filter_stream, first_stop, truncate_at_stop
 
 
 def test_truncate_cuts_before_earliest_stop():
@@ -59,3 +59,16 @@ def test_stream_stops_consuming_after_the_stop():
 
     assert list(filter_stream(chunks(), ["STOP"])) == ["x"]
     assert consumed == ["x", "STOP"]
+
+
+def test_the_stop_that_ended_a_stream_is_known_however_it_was_split():
+    assert first_stop("one two three", ["three", "two", "tw"]) == "two"  # earliest, longest there
+    assert first_stop("nothing here", ["stop"]) is None
+    for split in range(1, 12):
+        text = "answer: 42 END more"
+        stream = StopFilter(["END", "42 E"])
+        out = "".join(stream.feed(text[i : i + split]) for i in range(0, len(text), split))
+        assert out == "answer: " and stream.matched == "42 E"
+    quiet = StopFilter(["END"])
+    quiet.feed("no stop")
+    assert quiet.matched is None
