@@ -25,7 +25,7 @@ from pydantic.json_schema import SkipJsonSchema
 from chains.backends import Backend
 from chains.configurable import DeclaredLambda
 from chains.errors import InvalidInput
-from chains.messages import Messages, role_of, text_of, with_system_prompt
+from chains.messages import Messages, role_of, text_of, to_chat_dicts, with_system_prompt
 from chains.prompts import load_prompt
 from chains.schemas import optional
 from chains.sessions import SESSION_ID_HELP, SESSION_ID_PATTERN, SessionStore
@@ -183,6 +183,24 @@ def preflight(
     fit_conversation(backend, value, system, config, sessions)
 
 
+def prompt_ids(
+    backend: Backend,
+    value: object,
+    config: dict | None,
+    system: str | None = None,
+    sessions: SessionStore | None = None,
+) -> list[int] | None:
+    """The token ids the model reads for a chat input (system prompt, history, tools, as the chat chain
+    renders them; not cut to the budget); None when the backend has no exact tokenizer."""
+    turn = load_turn(value, sessions, config)
+    messages = with_system_prompt(turn.messages, system)
+    render = getattr(backend.chat_model, "prompt_ids", None)
+    if render is not None:
+        return render(messages, **turn.options)
+    tokens = backend.budget().tokens
+    return tokens.chat_ids(to_chat_dicts(messages)) if tokens.method == "tokenizer" else None
+
+
 def prompt_tokens(
     backend: Backend,
     value: object,
@@ -190,11 +208,13 @@ def prompt_tokens(
     system: str | None = None,
     sessions: SessionStore | None = None,
 ) -> int:
-    """Tokens the model reads for a chat input: its conversation fitted to the budget, with its tools; the
-    served tokenizer's exact count on the local backend, the budget's count of the messages otherwise."""
-    turn, kept, _ = fit_conversation(backend, value, system, config, sessions)
-    count = getattr(backend.chat_model, "prompt_tokens", None)
-    return count(kept, **turn.options) if count else backend.budget().count_messages(kept)
+    """How many tokens the model reads for a chat input: exact with the served tokenizer, else the
+    budget's conservative estimate."""
+    ids = prompt_ids(backend, value, config, system, sessions)
+    if ids is not None:
+        return len(ids)
+    messages = with_system_prompt(load_turn(value, sessions, config).messages, system)
+    return backend.budget().count_messages(messages)
 
 
 def remember(sessions: SessionStore | None, turn: Turn) -> Runnable:

@@ -41,6 +41,7 @@ from server.stream_gate import StreamGate
 from server.telemetry import Metrics, MetricsObserver, Telemetry
 from server.tenants_api import tenants_router
 from server.tgi_api import tgi_router
+from server.tokenize_api import tokenize_router
 
 log = logging.getLogger("hfchain.server")
 
@@ -78,6 +79,7 @@ def create_app(
     app.include_router(sessions_router(sessions))
     app.include_router(openai_router(chat, settings.sessions_from_user))
     app.include_router(anthropic_router(chat))
+    app.include_router(tokenize_router())
     app.include_router(tgi_router(backend.configurable_llm()))
     app.state.embeddings = EmbeddingService(build_encoder(settings))
     app.include_router(embeddings_router(app.state.embeddings))

@@ -193,11 +193,16 @@ class LocalChatModel(KnobFields, BaseChatModel):
         """_routed off the event loop (the encoder runs for a few milliseconds)."""
         return await asyncio.to_thread(self._routed, messages, kwargs) if self._routes(kwargs) else kwargs
 
-    def prompt_tokens(self, messages: list[BaseMessage], **kwargs: Any) -> int:
-        """Tokens the model reads for `messages` with these tools and formats (413 over the context)."""
-        return len(self._prepare(messages, kwargs)[0])
+    def prompt_ids(self, messages: list[BaseMessage], **kwargs: Any) -> list[int]:
+        """The token ids the model reads for `messages` with these tools and formats (not checked against
+        the context: /tokenize and count_tokens report what is too long too)."""
+        return self._render(messages, kwargs)[0]
 
     def _prepare(self, messages: list[BaseMessage], kwargs: dict) -> tuple[list[int], CallPlan]:
+        ids, plan = self._render(messages, kwargs)
+        return self.checked(ids), plan
+
+    def _render(self, messages: list[BaseMessage], kwargs: dict) -> tuple[list[int], CallPlan]:
         plan, tokens = plan_call(**kwargs), self.engine.tokens
         if tokens.renders_tools and not plan.schema_hint:  # the template writes the tools its own way
             ids = tokens.chat_ids(to_chat_dicts(messages, native=True), tools=plan.tools or None)
@@ -205,7 +210,7 @@ class LocalChatModel(KnobFields, BaseChatModel):
             ids = tokens.chat_ids(to_chat_dicts(plan.messages(messages)))
         if plan.grammar is None and (plan.tools or any(isinstance(m, ToolMessage) for m in messages)):
             plan.grammar = text_grammar()  # text that does not go on to invent a tool's result
-        return self.checked(ids), plan
+        return ids, plan
 
     def _params(self, stop: list[str] | None, plan: CallPlan) -> GenerationParams:
         return self.params(stop, plan.grammar)

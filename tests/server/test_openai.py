@@ -183,3 +183,45 @@ def test_speculation_is_a_request_field_that_changes_no_reply_and_is_counted(cli
     assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == plain
     with pytest.raises((openai.BadRequestError, openai.UnprocessableEntityError), match="speculation"):
         reply(speculation="sometimes")
+
+
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The current weather in a city.",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+
+
+def test_tokenize_counts_what_the_chat_route_sends_and_detokenize_inverts_it(
+    server, client, embedded_backend
+):
+    for extra in ({}, {"tools": [WEATHER_TOOL]}):
+        reply = client.chat.completions.create(model="m", messages=QUESTION, max_tokens=2, **extra)
+        counted = httpx.post(f"{server.url}/tokenize", json={"messages": QUESTION, **extra}).json()
+        assert counted["count"] == len(counted["tokens"]) == reply.usage.prompt_tokens
+        assert counted["max_model_len"] == embedded_backend.budget().context_window
+    text = "Hello there, <|im_end|> is plain text here."
+    raw = httpx.post(f"{server.url}/tokenize", json={"prompt": text, "return_token_strs": True}).json()
+    assert (
+        raw["tokens"] == embedded_backend.engine.tokens.prompt_ids(text)
+        and len(raw["token_strs"]) == raw["count"]
+    )
+    back = httpx.post(f"{server.url}/detokenize", json={"tokens": raw["tokens"]}).json()
+    assert back == {"prompt": text}
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "says"),
+    [
+        ("/tokenize", {"prompt": "a", "messages": QUESTION}, "either prompt"),
+        ("/tokenize", {}, "either prompt"),
+        ("/detokenize", {"tokens": [-1, 5]}, "ids of the served tokenizer"),
+        ("/detokenize", {"tokens": [10**9]}, "ids of the served tokenizer"),
+    ],
+)
+def test_tokenizer_routes_refuse_bad_input_saying_why(server, path, body, says):
+    answer = httpx.post(f"{server.url}{path}", json=body)
+    assert answer.status_code == 422 and says in answer.text
