@@ -113,7 +113,9 @@ class ApiKeyGuard:
             or None
         )
         if given is None:
-            raise _Refusal(401, "missing API key: send the header 'Authorization: Bearer <key>'")
+            raise _Refusal(
+                401, "missing API key: send the header 'Authorization: Bearer <key>' (or 'x-api-key')"
+            )
         if _cross_site_with_a_browser_login(scope["method"], headers):
             raise _Refusal(
                 403,
@@ -126,7 +128,7 @@ class ApiKeyGuard:
         if caller is None:
             caller = await run_in_threadpool(self.keys.lookup, given)
         if caller is None:
-            why = "invalid or revoked API key: check the key given in 'Authorization: Bearer <key>'"
+            why = "invalid or revoked API key: check the key in 'Authorization: Bearer <key>' or 'x-api-key'"
             raise _Refusal(401, why)
         if other := headers.get(TENANT_HEADER):
             if not caller.allows("admin"):

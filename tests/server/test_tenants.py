@@ -179,3 +179,16 @@ def test_a_quota_is_a_429_the_openai_client_reads(keyed):
     assert "2 requests per minute" in refused.value.message
     usage = httpx.get(f"{server.url}/usage", headers=auth(key["carol"])).json()
     assert usage["usage"][0]["requests"] == 2 and usage["usage"][0]["completion_tokens"] > 0
+
+
+def test_anthropics_client_sends_its_key_as_x_api_key(keyed):
+    import anthropic
+
+    server, key = keyed
+    ask = {"model": "m", "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]}
+    reply = anthropic.Anthropic(base_url=server.url, api_key=key["reader"], max_retries=0).messages.create(
+        **ask
+    )
+    assert reply.usage.output_tokens > 0
+    with pytest.raises(anthropic.AuthenticationError, match="invalid or revoked API key"):
+        anthropic.Anthropic(base_url=server.url, api_key="hfc_wrong", max_retries=0).messages.create(**ask)
