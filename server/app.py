@@ -29,6 +29,7 @@ from chains.tenants.quotas import Quotas
 from server.anthropic import anthropic_router
 from server.auth import ApiKeyGuard
 from server.collections_api import UPLOAD_PATH, collections_router
+from server.completions_api import completions_router
 from server.embeddings_api import embeddings_router
 from server.errors import domain_error, invalid_input
 from server.guard import RequestGuard
@@ -80,6 +81,7 @@ def create_app(
     app.include_router(openai_router(chat, settings.sessions_from_user))
     app.include_router(anthropic_router(chat))
     app.include_router(tokenize_router())
+    app.include_router(completions_router(backend.configurable_llm()))
     app.include_router(tgi_router(backend.configurable_llm()))
     app.state.embeddings = EmbeddingService(build_encoder(settings))
     app.include_router(embeddings_router(app.state.embeddings))

@@ -25,7 +25,7 @@ from chains.errors import InvalidInput
 from chains.knobs import validate_knobs
 from chains.tools.grammar import json_grammar, regex_grammar
 from server.callers import run_config
-from server.streaming import prefetched, stream_error
+from server.streaming import collect, generation, prefetched, stream_error
 
 UNSUPPORTED = {
     "best_of": "best_of > 1",
@@ -150,11 +150,11 @@ def tgi_router(llm: Runnable) -> APIRouter:
         if grammar is not None and app.backend.engine is None:
             raise InvalidInput("parameters.grammar is served by the local backend only: leave it out")
         bound = llm.bind(grammar=grammar.lark()) if grammar is not None else llm
-        events = _generation(bound, body, config)
+        events = generation(bound, body.inputs, config)
         if body.stream:
             events = await prefetched(events)  # a 429/503 still gets its status code
             return EventSourceResponse(_sse(events, body, app.backend, request.url.path), sep="\n", ping=15)
-        text, info = await _collect(events)
+        text, info = await collect(events)
         reply: dict[str, Any] = {"generated_text": _full(body, text)}
         if body.parameters.details:
             reply["details"] = {**_details(body, info), "prefill": [], "tokens": []}
@@ -180,39 +180,6 @@ def tgi_router(llm: Runnable) -> APIRouter:
         }
 
     return router
-
-
-async def _generation(llm: Runnable, body: TgiRequest, config: dict) -> AsyncIterator[GenerationChunk]:
-    """The LLM's stream as GenerationChunks: text pieces, then one with the finish info (if reported).
-
-    LLM.astream yields bare strings; its end event carries the generation_info (and the text, for
-    models that do not stream).
-    """
-    streamed = False
-    async for event in llm.astream_events(body.inputs, config, version="v2"):
-        if event["event"] == "on_llm_stream":
-            streamed = True
-            yield GenerationChunk(text=str(event["data"]["chunk"]))
-        elif event["event"] == "on_llm_end":
-            text, info = _first_generation(event["data"]["output"])
-            yield GenerationChunk(text="" if streamed else text, generation_info=info)
-
-
-def _first_generation(output: Any) -> tuple[str, dict]:
-    """(text, generation_info) of an LLMResult, or of its dict form."""
-    generations = output["generations"] if isinstance(output, dict) else output.generations
-    first = generations[0][0] if generations and generations[0] else {}
-    if isinstance(first, dict):
-        return first.get("text", ""), first.get("generation_info") or {}
-    return first.text, first.generation_info or {}
-
-
-async def _collect(events: AsyncIterator[GenerationChunk]) -> tuple[str, dict]:
-    text, info = [], {}
-    async for chunk in events:
-        text.append(chunk.text)
-        info.update(chunk.generation_info or {})
-    return "".join(text), info
 
 
 async def _sse(events: AsyncIterator[GenerationChunk], body: TgiRequest, backend: Any, path: str):
@@ -253,8 +220,9 @@ def _token_ids(backend: Any) -> Any:
 def _details(body: TgiRequest, info: dict) -> dict[str, Any]:
     """TGI's details: finish_reason (length, eos_token or stop_sequence), generated_tokens, seed."""
     reason = info.get("finish_reason")
-    if reason != "length":
-        reason = "stop_sequence" if body.parameters.stop and reason == "stop" else "eos_token"
+    if reason != "length":  # the engine names the stop sequence; an endpoint's reply may not
+        by_stop = info.get("stop_sequence", body.parameters.stop)
+        reason = "stop_sequence" if by_stop and reason == "stop" else "eos_token"
     return {
         "finish_reason": reason,
         "generated_tokens": info.get("completion_tokens", 0),

@@ -364,4 +364,5 @@ def _info(reply: Completion) -> dict[str, object]:
         "finish_reason": reply.finish_reason,
         "prompt_tokens": reply.prompt_tokens,
         "completion_tokens": reply.completion_tokens,
+        "stop_sequence": reply.stop_sequence,  # None: EOS or a limit ended it
     }

@@ -1,0 +1,233 @@
+"""OpenAI's legacy completions, POST /v1/completions: raw prompts (no chat template) through the
+configurable LLM, as /generate and TGI's POST / send them; n samples per prompt, echo, streaming."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from langchain_core.runnables import Runnable
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from sse_starlette.sse import EventSourceResponse
+
+from chains import generate as generate_chain
+from chains.errors import InvalidInput
+from chains.knobs import validate_knobs
+from server.callers import run_config
+from server.errors import request_id_var
+from server.openai_api import StreamOptions
+from server.streaming import collect, generation, prefetched, stream_error
+
+MAX_CHOICES = 16  # prompts x n per request
+
+
+class CompletionRequest(BaseModel):
+    """The parts of OpenAI's completion request that hfchain serves; other fields are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str | None = Field(None, description="Any name: this server serves one model")
+    prompt: str | list[str] | list[int] | list[list[int]] = Field(
+        description="A prompt, a list of prompts, or token ids of the served tokenizer (one list or several)"
+    )
+    max_tokens: int = Field(16, ge=1, description="OpenAI's default is 16")
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    n: int = Field(1, ge=1, le=MAX_CHOICES)
+    echo: bool = False
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    logprobs: int | None = Field(None, ge=0, le=5)
+    suffix: str | None = None
+    best_of: int | None = Field(None, ge=1)
+
+    @field_validator("logprobs")
+    @classmethod
+    def _no_logprobs(cls, value: int | None) -> None:
+        if value is not None:
+            raise ValueError("logprobs are not served yet: leave logprobs out")
+
+    @field_validator("suffix")
+    @classmethod
+    def _no_suffix(cls, value: str | None) -> None:
+        if value:
+            raise ValueError("suffix (insertion) is not served: send the prompt only")
+
+    def knobs(self, choice: int) -> dict[str, Any]:
+        """The generation knobs of one choice: the seed advances by one per sample, so n samples with a
+        seed differ from each other and come out the same on every run."""
+        knobs = {
+            "max_new_tokens": self.max_tokens,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "stop": [self.stop] if isinstance(self.stop, str) else self.stop or None,
+            "seed": None if self.seed is None else self.seed + choice,
+        }
+        return {k: v for k, v in knobs.items() if v is not None}
+
+
+def completions_router(llm: Runnable) -> APIRouter:
+    """POST /v1/completions over `llm` (the configurable LLM TGI's route uses)."""
+    router = APIRouter(prefix="/v1", tags=["openai"])
+
+    @router.post("/completions")
+    async def completions(body: CompletionRequest, request: Request) -> Any:
+        app = request.app.state
+        app.backend.require_ready()
+        prompts = await run_in_threadpool(_prompts, body, app.backend)
+        _check_choices(body, len(prompts), app.settings.temperature)
+        runs = []
+        for index, prompt in enumerate(prompts):
+            for sample in range(body.n):
+                knobs = validate_knobs(body.knobs(sample), app.settings.max_new_tokens_limit)
+                config = run_config(request, {"configurable": knobs.model_dump(exclude_none=True)})
+                if sample == 0:
+                    await run_in_threadpool(generate_chain.preflight, app.backend, {"prompt": prompt}, config)
+                runs.append((index * body.n + sample, prompt, config))
+        reply = Reply(request_id_var.get(), app.backend.model_name, body.echo)
+        if body.stream:
+            include_usage = bool(body.stream_options and body.stream_options.include_usage)
+            # every choice submitted at once (their prefills batch); a 429/503 still gets its status
+            streams = await asyncio.gather(*(prefetched(generation(llm, p, c)) for _, p, c in runs))
+            events = reply.events(runs, streams, include_usage, request.url.path)
+            return EventSourceResponse(events, sep="\n", ping=15)
+        done = await asyncio.gather(*(collect(generation(llm, prompt, config)) for _, prompt, config in runs))
+        return reply.completion(runs, done)
+
+    return router
+
+
+def _prompts(body: CompletionRequest, backend: Any) -> list[str]:
+    """The request's prompts as text (token ids are decoded with the served tokenizer)."""
+    prompt = body.prompt
+    if isinstance(prompt, str):
+        prompts: list = [prompt]
+    elif prompt and all(isinstance(p, int) for p in prompt):
+        prompts = [prompt]
+    else:
+        prompts = list(prompt)
+    if not prompts:
+        raise InvalidInput("prompt is empty: send a string, a list of strings or token ids")
+    return [p if isinstance(p, str) else _decode(p, backend) for p in prompts]
+
+
+def _decode(ids: list[int], backend: Any) -> str:
+    tokens = backend.budget().tokens
+    if tokens.method != "tokenizer":
+        raise InvalidInput("token-id prompts need the model's tokenizer: send text, or set HFCHAIN_TOKENIZER")
+    size = len(tokens.tokenizer)
+    if not ids or any(not 0 <= i < size for i in ids):
+        raise InvalidInput(f"prompt token ids must be ids of the served tokenizer: 0 to {size - 1}")
+    return tokens.tokenizer.decode(ids)
+
+
+def _check_choices(body: CompletionRequest, prompts: int, default_temperature: float) -> None:
+    if prompts * body.n > MAX_CHOICES:
+        raise InvalidInput(
+            f"{prompts} prompts x n={body.n} is over {MAX_CHOICES} choices: send fewer per request"
+        )
+    if body.best_of not in (None, body.n):
+        raise InvalidInput("best_of other than n is not served: leave best_of out")
+    greedy = (body.temperature if body.temperature is not None else default_temperature) == 0
+    if body.n > 1 and greedy:
+        raise InvalidInput(
+            f"n={body.n} with temperature 0 (greedy) gives {body.n} identical completions: set a temperature "
+            "above 0 to sample different ones"
+        )
+
+
+class Reply:
+    """Builds the text_completion object, or its stream of chunks, of one request."""
+
+    def __init__(self, request_id: str, model: str, echo: bool) -> None:
+        self.id, self.model, self.created, self.echo = f"cmpl-{request_id}", model, int(time.time()), echo
+
+    def completion(self, runs: list[tuple], done: list[tuple[str, dict]]) -> dict[str, Any]:
+        choices = [
+            self._choice(index, (prompt if self.echo else "") + text, _finish_reason(info))
+            for (index, prompt, _), (text, info) in zip(runs, done, strict=True)
+        ]
+        return {**self._head(), "choices": choices, "usage": _usage(runs, [info for _, info in done])}
+
+    async def events(
+        self, runs: list[tuple], streams: list[AsyncIterator], include_usage: bool, path: str
+    ) -> AsyncIterator[str]:
+        """One chunk per text piece of any choice (interleaved as they come), each choice's finish reason,
+        the usage if asked for, then [DONE]."""
+        usage = {"usage": None} if include_usage else {}
+        infos: dict[int, dict] = {}
+        echoed: set[int] = set()
+        try:
+            async for position, chunk in _merged(streams):
+                index, prompt, _ = runs[position]
+                if chunk is None:
+                    yield self._chunk(self._choice(index, "", _finish_reason(infos.get(position, {}))), usage)
+                    continue
+                infos.setdefault(position, {}).update(chunk.generation_info or {})
+                text = chunk.text
+                if self.echo and position not in echoed:
+                    echoed.add(position)
+                    text = prompt + text
+                if text:
+                    yield self._chunk(self._choice(index, text, None), usage)
+        except Exception as error:  # the status line is sent: report it in the stream, as OpenAI does
+            yield stream_error(path, error)
+            return
+        if include_usage:
+            counted = [infos.get(i, {}) for i in range(len(runs))]
+            yield json.dumps({**self._head(), "choices": [], "usage": _usage(runs, counted)})
+        yield "[DONE]"
+
+    def _head(self) -> dict[str, Any]:
+        return {"id": self.id, "object": "text_completion", "created": self.created, "model": self.model}
+
+    def _choice(self, index: int, text: str, finish_reason: str | None) -> dict[str, Any]:
+        return {"index": index, "text": text, "logprobs": None, "finish_reason": finish_reason}
+
+    def _chunk(self, choice: dict, extra: dict) -> str:
+        return json.dumps({**self._head(), "choices": [choice], **extra})
+
+
+async def _merged(streams: list[AsyncIterator]) -> AsyncIterator[tuple[int, Any]]:
+    """(position, chunk) from all streams as they come; (position, None) when a stream ends."""
+    queue: asyncio.Queue = asyncio.Queue()
+
+    async def drain(position: int, stream: AsyncIterator) -> None:
+        try:
+            async for chunk in stream:
+                await queue.put((position, chunk))
+            await queue.put((position, None))
+        except Exception as error:
+            await queue.put((position, error))
+
+    tasks = [asyncio.create_task(drain(i, s)) for i, s in enumerate(streams)]
+    ended = 0
+    try:
+        while ended < len(streams):
+            position, item = await queue.get()
+            if isinstance(item, Exception):
+                raise item
+            ended += item is None
+            yield position, item
+    finally:
+        for task in tasks:
+            task.cancel()
+
+
+def _finish_reason(info: dict) -> str:
+    return "length" if info.get("finish_reason") == "length" else "stop"
+
+
+def _usage(runs: list[tuple], infos: list[dict]) -> dict[str, int]:
+    """Prompt tokens once per prompt (its n samples share it), completion tokens of every choice."""
+    prompts = {prompt: info.get("prompt_tokens", 0) for (_, prompt, _), info in zip(runs, infos, strict=True)}
+    prompt = sum(prompts.values())
+    completion = sum(info.get("completion_tokens", 0) for info in infos)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
