@@ -115,7 +115,10 @@ def _prompts(body: CompletionRequest, backend: Any) -> list[str]:
         prompts = list(prompt)
     if not prompts:
         raise InvalidInput("prompt is empty: send a string, a list of strings or token ids")
-    return [p if isinstance(p, str) else _decode(p, backend) for p in prompts]
+    texts = [p if isinstance(p, str) else _decode(p, backend) for p in prompts]
+    if empty := [i for i, text in enumerate(texts) if not text]:
+        raise InvalidInput(f"prompt {empty[0]} is empty: every prompt needs some text")
+    return texts
 
 
 def _decode(ids: list[int], backend: Any) -> str:

@@ -77,6 +77,7 @@ def test_langchain_openais_llm_invokes_and_batches(server):
         ({"prompt": PROMPT, "suffix": "end"}, 400, "suffix"),
         ({"prompt": [10**9]}, 400, "ids of the served tokenizer"),
         ({"prompt": []}, 400, "prompt is empty"),
+        ({"prompt": ["fine", ""]}, 400, "prompt 1 is empty"),
         ({"prompt": ["a"] * 9, "n": 2, "temperature": 1}, 400, "over 16 choices"),
         ({"prompt": "word " * 9000}, 413, "tokens"),
     ],
