@@ -36,6 +36,7 @@ from server.guard import RequestGuard
 from server.limits import Admission, InFlight
 from server.openai_api import openai_router
 from server.ops import agent_router, classifiers_router, ops_router, sessions_router
+from server.responses import responses_router
 from server.routes import mount_chains, mount_embed, mount_knowledge
 from server.startup import after_load
 from server.stream_gate import StreamGate
@@ -80,6 +81,7 @@ def create_app(
     app.include_router(sessions_router(sessions))
     app.include_router(openai_router(chat, settings.sessions_from_user))
     app.include_router(anthropic_router(chat))
+    app.include_router(responses_router(chat))
     app.include_router(tokenize_router())
     app.include_router(completions_router(backend.configurable_llm()))
     app.include_router(tgi_router(backend.configurable_llm()))
