@@ -24,6 +24,7 @@ from chains.knowledge.embeddings import EmbeddingService
 from chains.knowledge.jobs import Ingestions
 from chains.sessions import SessionStore
 from chains.settings import Settings, get_settings
+from chains.stored_responses import ResponseStore
 from chains.tenants.keys import KeyStore
 from chains.tenants.quotas import Quotas
 from server.anthropic import anthropic_router
@@ -81,7 +82,7 @@ def create_app(
     app.include_router(sessions_router(sessions))
     app.include_router(openai_router(chat, settings.sessions_from_user))
     app.include_router(anthropic_router(chat))
-    app.include_router(responses_router(chat))
+    app.include_router(responses_router(chat, ResponseStore(sessions.database)))
     app.include_router(tokenize_router())
     app.include_router(completions_router(backend.configurable_llm()))
     app.include_router(tgi_router(backend.configurable_llm()))

@@ -3,9 +3,10 @@ output items added, text and argument deltas, items done, response.completed wit
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from langchain_core.messages import AIMessageChunk
@@ -17,8 +18,11 @@ from server.streaming import stream_error
 class Reply:
     """Builds the response object, or the events, of one request."""
 
-    def __init__(self, request_id: str, model: str, body: ResponseRequest) -> None:
+    def __init__(
+        self, request_id: str, model: str, body: ResponseRequest, keep: Callable[[dict, Any], None] | None
+    ) -> None:
         self.id, self.model, self.body, self.created = f"resp_{request_id}", model, body, int(time.time())
+        self.keep = keep  # stores the finished response and the reply (store: true)
         self.sequence = 0
 
     def response(self, reply: Any) -> dict[str, Any]:
@@ -28,7 +32,10 @@ class Reply:
             self._call(i, call["id"], call["name"], _arguments(call["args"]))
             for i, call in enumerate(reply.tool_calls or [])
         ]
-        return self._object(output, reply.response_metadata, reply.usage_metadata)
+        done = self._object(output, reply.response_metadata, reply.usage_metadata)
+        if self.keep is not None:
+            self.keep(done, reply)
+        return done
 
     async def events(self, chunks: AsyncIterator[AIMessageChunk], path: str) -> AsyncIterator[dict]:
         """SSE events, each with its sequence_number, in the order OpenAI sends them."""
@@ -74,6 +81,8 @@ class Reply:
             output.append(self._message("".join(text)))
         metadata = total.response_metadata if total is not None else {}
         done = self._object(output, metadata, total.usage_metadata if total is not None else None)
+        if self.keep is not None and total is not None:
+            await asyncio.to_thread(self.keep, done, total)
         kind = "response.completed" if done["status"] == "completed" else "response.incomplete"
         yield self._event(kind, response=done)
 
@@ -101,8 +110,8 @@ class Reply:
             "text": {"format": body.text.format.model_dump(by_alias=True, exclude_none=True)}
             if body.text
             else {"format": {"type": "text"}},
-            "previous_response_id": None,
-            "store": False,  # not stored on this server yet
+            "previous_response_id": body.previous_response_id,
+            "store": body.store is not False,
             "metadata": body.metadata or {},
             "usage": _usage(usage) if usage is not None or not status else None,
         }
@@ -193,6 +202,20 @@ class Reply:
         event = {"type": kind, "sequence_number": self.sequence, **fields}
         self.sequence += 1
         return {"event": kind, "data": json.dumps(event, ensure_ascii=False)}
+
+
+def assistant_message(reply: Any) -> dict[str, Any]:
+    """The reply as an OpenAI-style assistant message, as a stored conversation holds it."""
+    calls = [
+        {
+            "id": c["id"],
+            "type": "function",
+            "function": {"name": c["name"], "arguments": _arguments(c["args"])},
+        }
+        for c in getattr(reply, "tool_calls", None) or []
+    ]
+    message: dict[str, Any] = {"role": "assistant", "content": reply.content or ("" if not calls else None)}
+    return {**message, "tool_calls": calls} if calls else message
 
 
 def _arguments(args: Any) -> str:

@@ -64,20 +64,21 @@ class ResponseRequest(BaseModel):
     previous_response_id: str | None = None
     metadata: dict[str, str] | None = None
 
-    def chat_input(self) -> dict[str, Any]:
-        """The chat chain's input: messages, tools, tool_choice and response_format."""
-        if self.previous_response_id:
-            raise InvalidInput(
-                "previous_response_id: responses are not stored on this server yet; send the whole "
-                "conversation as input items (and store: false)"
-            )
-        messages = [{"role": "system", "content": self.instructions}] if self.instructions else []
+    def new_messages(self) -> list[dict[str, Any]]:
+        """The input items as OpenAI-style messages (instructions left out: they do not carry over)."""
         items = [{"role": "user", "content": self.input}] if isinstance(self.input, str) else self.input
         if not items:
             raise InvalidInput("input is empty: send a string or a list of input items")
+        messages: list[dict[str, Any]] = []
         for index, item in enumerate(items):
             _add(messages, item, f"input[{index}]")
-        value: dict[str, Any] = {"messages": messages}
+        return messages
+
+    def chat_input(self, earlier: list[dict[str, Any]]) -> dict[str, Any]:
+        """The chat chain's input: instructions, the earlier conversation (previous_response_id's), the new
+        messages, tools, tool_choice and response_format."""
+        messages = [{"role": "system", "content": self.instructions}] if self.instructions else []
+        value: dict[str, Any] = {"messages": [*messages, *earlier, *self.new_messages()]}
         if self.tools:
             value["tools"] = [_function(tool, f"tools[{i}]") for i, tool in enumerate(self.tools)]
         if isinstance(self.tool_choice, NamedFunction):

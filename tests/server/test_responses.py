@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import openai
 import pytest
 from langchain_core.messages import HumanMessage, ToolMessage
@@ -124,13 +125,42 @@ def test_chat_openai_on_the_responses_api_answers_and_calls_tools(server):
     assert model.bind_tools([get_weather]).invoke([question, reply, result]).text.strip()
 
 
+def test_stored_responses_continue_a_conversation_and_can_be_read_and_deleted(server, client):
+    first = client.responses.create(
+        model="m", input="My name is Ada. Reply with OK.", max_output_tokens=8, temperature=0
+    )
+    assert first.store is True and client.responses.retrieve(first.id).output_text == first.output_text
+    second = client.responses.create(
+        model="m",
+        input="What is my name?",
+        previous_response_id=first.id,
+        max_output_tokens=16,
+        temperature=0,
+    )
+    assert second.previous_response_id == first.id
+    # the model read the stored turn again: the prompt is exactly the whole conversation
+    conversation = [
+        {"role": "user", "content": "My name is Ada. Reply with OK."},
+        {"role": "assistant", "content": first.output_text},
+        {"role": "user", "content": "What is my name?"},
+    ]
+    counted = httpx.post(f"{server.url}/tokenize", json={"messages": conversation}).json()["count"]
+    assert second.usage.input_tokens == counted
+    alone = client.responses.create(model="m", input="What is my name?", max_output_tokens=1, store=False)
+    with pytest.raises(openai.NotFoundError, match="store: false"):
+        client.responses.retrieve(alone.id)
+    client.responses.delete(first.id)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(first.id)
+    with pytest.raises(openai.NotFoundError, match="previous_response_id"):
+        client.responses.create(model="m", input="hi", previous_response_id=first.id)
+
+
 def test_what_is_not_served_is_a_4xx_naming_the_fix(client):
-    with pytest.raises(openai.BadRequestError, match="whole conversation"):
-        client.responses.create(model="m", input="hi", previous_response_id="resp_123")
     with pytest.raises(openai.BadRequestError, match="only function tools"):
         client.responses.create(model="m", input="hi", tools=[{"type": "web_search"}])
     image = [{"role": "user", "content": [{"type": "input_image", "image_url": "http://x/y.png"}]}]
     with pytest.raises(openai.BadRequestError, match="input_image"):
         client.responses.create(model="m", input=image)
-    with pytest.raises(openai.NotFoundError, match="not stored"):
+    with pytest.raises(openai.NotFoundError, match="no stored response"):
         client.responses.retrieve("resp_123")

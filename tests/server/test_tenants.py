@@ -192,3 +192,17 @@ def test_anthropics_client_sends_its_key_as_x_api_key(keyed):
     assert reply.usage.output_tokens > 0
     with pytest.raises(anthropic.AuthenticationError, match="invalid or revoked API key"):
         anthropic.Anthropic(base_url=server.url, api_key="hfc_wrong", max_retries=0).messages.create(**ask)
+
+
+def test_a_stored_response_is_its_tenants(keyed):
+    server, key = keyed
+    alice, bob = client(server, key["alice"]), client(server, key["bob"])
+    made = alice.responses.create(model="m", input="hi", max_output_tokens=2)
+    assert alice.responses.retrieve(made.id).id == made.id
+    with pytest.raises(openai.NotFoundError):
+        bob.responses.retrieve(made.id)
+    with pytest.raises(openai.NotFoundError):
+        bob.responses.create(model="m", input="hi", previous_response_id=made.id, max_output_tokens=2)
+    with pytest.raises(openai.NotFoundError):
+        bob.responses.delete(made.id)
+    alice.responses.delete(made.id)
