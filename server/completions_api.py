@@ -21,7 +21,7 @@ from chains.knobs import validate_knobs
 from server.callers import run_config
 from server.errors import request_id_var
 from server.openai_api import StreamOptions
-from server.streaming import collect, generation, prefetched, stream_error
+from server.streaming import collect, generation, merged, prefetched, stream_error
 
 MAX_CHOICES = 16  # prompts x n per request
 
@@ -168,7 +168,7 @@ class Reply:
         infos: dict[int, dict] = {}
         echoed: set[int] = set()
         try:
-            async for position, chunk in _merged(streams):
+            async for position, chunk in merged(streams):
                 index, prompt, _ = runs[position]
                 if chunk is None:
                     yield self._chunk(self._choice(index, "", _finish_reason(infos.get(position, {}))), usage)
@@ -196,32 +196,6 @@ class Reply:
 
     def _chunk(self, choice: dict, extra: dict) -> str:
         return json.dumps({**self._head(), "choices": [choice], **extra})
-
-
-async def _merged(streams: list[AsyncIterator]) -> AsyncIterator[tuple[int, Any]]:
-    """(position, chunk) from all streams as they come; (position, None) when a stream ends."""
-    queue: asyncio.Queue = asyncio.Queue()
-
-    async def drain(position: int, stream: AsyncIterator) -> None:
-        try:
-            async for chunk in stream:
-                await queue.put((position, chunk))
-            await queue.put((position, None))
-        except Exception as error:
-            await queue.put((position, error))
-
-    tasks = [asyncio.create_task(drain(i, s)) for i, s in enumerate(streams)]
-    ended = 0
-    try:
-        while ended < len(streams):
-            position, item = await queue.get()
-            if isinstance(item, Exception):
-                raise item
-            ended += item is None
-            yield position, item
-    finally:
-        for task in tasks:
-            task.cancel()
 
 
 def _finish_reason(info: dict) -> str:

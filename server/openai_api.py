@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
@@ -11,7 +12,7 @@ from fastapi import APIRouter, Header, Request
 from fastapi.concurrency import run_in_threadpool
 from langchain_core.messages import AIMessageChunk
 from langchain_core.runnables import Runnable
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette.sse import EventSourceResponse
 
 from chains import chat as chat_chain
@@ -19,7 +20,7 @@ from chains.errors import InvalidInput, NotFound
 from chains.knobs import validate_knobs
 from server.callers import caller, run_config
 from server.errors import request_id_var
-from server.streaming import prefetched, stream_error
+from server.streaming import merged, prefetched, stream_error
 
 
 class StreamOptions(BaseModel):
@@ -73,19 +74,12 @@ class ChatCompletionRequest(BaseModel):
     )
     stream: bool = False
     stream_options: StreamOptions | None = None
-    n: int = Field(1, description="Only 1 is supported")
+    n: int = Field(1, ge=1, le=8, description="Replies to sample (each its own seed: seed + index)")
     user: str | None = Field(None, description="Used as the session id when x-session-id is not sent")
     tools: list[FunctionTool] | None = Field(None, max_length=128)
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
     parallel_tool_calls: bool | None = None
     response_format: dict[str, Any] | None = None
-
-    @field_validator("n")
-    @classmethod
-    def _one_choice(cls, n: int) -> int:
-        if n != 1:
-            raise ValueError("only n=1 is supported: send n separate requests for more choices")
-        return n
 
     def options(self) -> dict[str, Any]:
         """tools, tool_choice, parallel_tool_calls and response_format, as the chat chain takes them."""
@@ -99,14 +93,14 @@ class ChatCompletionRequest(BaseModel):
         }
         return {k: v for k, v in options.items() if v is not None}
 
-    def knobs(self) -> dict[str, Any]:
-        """The request's generation knobs, by their hfchain names."""
+    def knobs(self, choice: int = 0) -> dict[str, Any]:
+        """The generation knobs of one choice, by their hfchain names (choice j samples with seed + j)."""
         knobs = {
             "max_new_tokens": self.max_completion_tokens or self.max_tokens,
             "temperature": self.temperature,
             "top_p": self.top_p,
             "stop": [self.stop] if isinstance(self.stop, str) else self.stop,
-            "seed": self.seed,
+            "seed": None if self.seed is None else self.seed + choice,
             "speculation": self.speculation,
         }
         return {k: v for k, v in knobs.items() if v is not None}
@@ -141,19 +135,23 @@ def openai_router(chain: Runnable, sessions_from_user: bool = True) -> APIRouter
         value.update({"session_id": session_id} if session_id else {})
         check_tool_results(body.messages)
         chat_chain.ChatInput.model_validate(value)  # bad messages or session id -> 400 before any work
-        knobs = validate_knobs(body.knobs(), app.settings.max_new_tokens_limit).model_dump(exclude_none=True)
-        config = run_config(request, {"configurable": knobs})
+        _check_choices(body, session_id, app.settings.temperature)
+        configs = []
+        for choice in range(body.n):
+            knobs = validate_knobs(body.knobs(choice), app.settings.max_new_tokens_limit)
+            configs.append(run_config(request, {"configurable": knobs.model_dump(exclude_none=True)}))
         app.backend.require_ready()
         await run_in_threadpool(
-            chat_chain.preflight, app.backend, value, config, app.system_prompt, app.sessions
+            chat_chain.preflight, app.backend, value, configs[0], app.system_prompt, app.sessions
         )
         reply = Reply(request_id_var.get(), app.backend.model_name)
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            chunks = await prefetched(chain.astream(value, config))  # a 429/503 still gets its status
-            events = reply.events(chunks, include_usage, request.url.path)
+            # every choice submitted at once (they decode in one batch); a 429/503 still gets its status
+            streams = await asyncio.gather(*(prefetched(chain.astream(value, c)) for c in configs))
+            events = reply.events(streams, include_usage, request.url.path)
             return EventSourceResponse(events, sep="\n", ping=15)
-        return reply.completion(await chain.ainvoke(value, config))
+        return reply.completion(await asyncio.gather(*(chain.ainvoke(value, c) for c in configs)))
 
     return router
 
@@ -164,51 +162,54 @@ class Reply:
     def __init__(self, request_id: str, model: str) -> None:
         self.id, self.model, self.created = f"chatcmpl-{request_id}", model, int(time.time())
 
-    def completion(self, message: Any) -> dict[str, Any]:
-        """The non-streamed reply."""
-        return {
-            **self._head("chat.completion"),
-            "choices": [
-                {
-                    "index": 0,
-                    "message": _message(message),
-                    "finish_reason": _finish_reason(message.response_metadata),
-                    "logprobs": None,
-                }
-            ],
-            "usage": _usage(message.usage_metadata),
-        }
+    def completion(self, messages: list[Any]) -> dict[str, Any]:
+        """The non-streamed reply: one choice per message."""
+        choices = [
+            {
+                "index": index,
+                "message": _message(message),
+                "finish_reason": _finish_reason(message.response_metadata),
+                "logprobs": None,
+            }
+            for index, message in enumerate(messages)
+        ]
+        usage = _usage_of([m.usage_metadata for m in messages])
+        return {**self._head("chat.completion"), "choices": choices, "usage": usage}
 
     async def events(
-        self, chunks: AsyncIterator[AIMessageChunk], include_usage: bool, path: str
+        self, streams: list[AsyncIterator[AIMessageChunk]], include_usage: bool, path: str
     ) -> AsyncIterator[str]:
-        """SSE data: the role first, content deltas, the finish reason, usage if asked, then [DONE]."""
+        """SSE data: each choice's role first, its content deltas and finish reason (choices interleave as
+        they come), usage if asked, then [DONE]."""
         usage = {"usage": None} if include_usage else {}
-        yield self._chunk({"role": "assistant", "content": ""}, None, usage)
-        total: AIMessageChunk | None = None
+        for index in range(len(streams)):
+            yield self._chunk(index, {"role": "assistant", "content": ""}, None, usage)
+        totals: dict[int, AIMessageChunk] = {}
         try:
-            async for chunk in chunks:
-                total = chunk if total is None else total + chunk
+            async for index, chunk in merged(streams):
+                if chunk is None:
+                    metadata = totals[index].response_metadata if index in totals else {}
+                    yield self._chunk(index, {}, _finish_reason(metadata), usage)
+                    continue
+                totals[index] = chunk if index not in totals else totals[index] + chunk
                 if chunk.content:
-                    yield self._chunk({"content": chunk.content}, None, usage)
+                    yield self._chunk(index, {"content": chunk.content}, None, usage)
                 for call in getattr(chunk, "tool_call_chunks", None) or []:
                     for delta in _call_deltas(call):
-                        yield self._chunk({"tool_calls": [delta]}, None, usage)
+                        yield self._chunk(index, {"tool_calls": [delta]}, None, usage)
         except Exception as error:  # the status line is sent: report it in the stream, as OpenAI does
             yield stream_error(path, error)
             return
-        metadata = total.response_metadata if total is not None else {}
-        yield self._chunk({}, _finish_reason(metadata), usage)
         if include_usage:
-            counts = total.usage_metadata if total is not None else None
-            yield json.dumps({**self._head("chat.completion.chunk"), "choices": [], "usage": _usage(counts)})
+            counts = _usage_of([t.usage_metadata for t in totals.values()])
+            yield json.dumps({**self._head("chat.completion.chunk"), "choices": [], "usage": counts})
         yield "[DONE]"
 
     def _head(self, kind: str) -> dict[str, Any]:
         return {"id": self.id, "object": kind, "created": self.created, "model": self.model}
 
-    def _chunk(self, delta: dict, finish_reason: str | None, extra: dict) -> str:
-        choice = {"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}
+    def _chunk(self, index: int, delta: dict, finish_reason: str | None, extra: dict) -> str:
+        choice = {"index": index, "delta": delta, "finish_reason": finish_reason, "logprobs": None}
         return json.dumps({**self._head("chat.completion.chunk"), "choices": [choice], **extra})
 
 
@@ -267,6 +268,33 @@ def check_tool_results(messages: list[dict[str, Any]]) -> None:
                     f"messages[{index}].tool_call_id {call_id!r} answers no tool call of an earlier "
                     "assistant message: send the assistant turn with its tool_calls first"
                 )
+
+
+def _check_choices(body: ChatCompletionRequest, session_id: str | None, default_temperature: float) -> None:
+    """n > 1 samples different replies to one conversation: not greedy, not into a stored session."""
+    if body.n == 1:
+        return
+    temperature = body.temperature if body.temperature is not None else default_temperature
+    if temperature == 0:
+        raise InvalidInput(
+            f"n={body.n} with temperature 0 (greedy) gives {body.n} identical replies: set a temperature "
+            "above 0"
+        )
+    if session_id:
+        raise InvalidInput(
+            f"n={body.n} cannot continue a stored session (which reply would it keep?): use n=1"
+        )
+
+
+def _usage_of(counts: list[dict | None]) -> dict[str, int] | None:
+    """The usage of n choices of one prompt: the prompt counted once, the completions of every choice."""
+    usages = [_usage(c) for c in counts]
+    if not usages or any(u is None for u in usages):
+        return None
+    total = dict(usages[0])
+    total["completion_tokens"] = sum(u["completion_tokens"] for u in usages)
+    total["total_tokens"] = total["prompt_tokens"] + total["completion_tokens"]
+    return total
 
 
 def _usage(counts: dict | None) -> dict[str, int] | None:

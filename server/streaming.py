@@ -3,6 +3,7 @@ LLM's generation as text pieces then its finish info."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -81,3 +82,29 @@ async def collect(events: AsyncIterator[GenerationChunk]) -> tuple[str, dict]:
         text.append(chunk.text)
         info.update(chunk.generation_info or {})
     return "".join(text), info
+
+
+async def merged(streams: list[AsyncIterator]) -> AsyncIterator[tuple[int, Any]]:
+    """(position, chunk) from all streams as they come; (position, None) when a stream ends."""
+    queue: asyncio.Queue = asyncio.Queue()
+
+    async def drain(position: int, stream: AsyncIterator) -> None:
+        try:
+            async for chunk in stream:
+                await queue.put((position, chunk))
+            await queue.put((position, None))
+        except Exception as error:
+            await queue.put((position, error))
+
+    tasks = [asyncio.create_task(drain(i, s)) for i, s in enumerate(streams)]
+    ended = 0
+    try:
+        while ended < len(streams):
+            position, item = await queue.get()
+            if isinstance(item, Exception):
+                raise item
+            ended += item is None
+            yield position, item
+    finally:
+        for task in tasks:
+            task.cancel()

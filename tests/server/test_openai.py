@@ -53,9 +53,32 @@ def test_stream_with_usage_matches_the_plain_reply(client):
     assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == plain.usage.completion_tokens
 
 
+def test_n_samples_are_choices_seeded_one_by_one_and_streamed_interleaved(client, embedded_backend):
+    ask = {"model": "m", "messages": QUESTION, "max_tokens": 12, "temperature": 1.2, "seed": 5}
+    first = client.chat.completions.create(**ask, n=3)
+    again = client.chat.completions.create(**ask, n=3)
+    assert [c.index for c in first.choices] == [0, 1, 2]
+    texts = [c.message.content for c in first.choices]
+    assert texts == [c.message.content for c in again.choices] and len(set(texts)) > 1
+    assert first.usage.prompt_tokens == prompt_tokens(embedded_backend, QUESTION)  # once, not per choice
+    single = client.chat.completions.create(**ask)  # choice 0 samples with the request's own seed
+    assert single.choices[0].message.content == texts[0]
+    streamed, reasons = {0: "", 1: "", 2: ""}, {}
+    for chunk in client.chat.completions.create(**ask, n=3, stream=True):
+        for choice in chunk.choices:
+            streamed[choice.index] += choice.delta.content or ""
+            if choice.finish_reason:
+                reasons[choice.index] = choice.finish_reason
+    assert list(streamed.values()) == texts and set(reasons) == {0, 1, 2}
+
+
 def test_errors_are_raised_as_typed_openai_exceptions(client):
-    with pytest.raises(openai.BadRequestError, match="n=1"):
-        client.chat.completions.create(model="m", messages=QUESTION, n=2)
+    with pytest.raises(openai.BadRequestError, match="temperature above 0"):
+        client.chat.completions.create(model="m", messages=QUESTION, n=2)  # greedy: n copies
+    with pytest.raises(openai.BadRequestError, match="stored session"):
+        client.chat.completions.create(
+            model="m", messages=QUESTION, n=2, temperature=1, extra_headers={"x-session-id": "n-test"}
+        )
     with pytest.raises(openai.BadRequestError, match="temperature"):
         client.chat.completions.create(model="m", messages=QUESTION, temperature=9)
     with pytest.raises(openai.APIStatusError) as too_long:

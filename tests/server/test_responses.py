@@ -164,3 +164,33 @@ def test_what_is_not_served_is_a_4xx_naming_the_fix(client):
         client.responses.create(model="m", input=image)
     with pytest.raises(openai.NotFoundError, match="no stored response"):
         client.responses.retrieve("resp_123")
+
+
+def test_an_openai_agents_sdk_agent_calls_a_function_tool_and_answers(server):
+    from agents import Agent, ModelSettings, OpenAIResponsesModel, Runner, function_tool, set_tracing_disabled
+    from openai import AsyncOpenAI
+
+    set_tracing_disabled(True)  # its traces would go to OpenAI's servers
+    calls = []
+
+    @function_tool
+    def get_weather(city: str) -> str:
+        """The current weather in a city."""
+        calls.append(city)
+        return "Sunny, 24 degrees."
+
+    model = OpenAIResponsesModel(
+        model="m", openai_client=AsyncOpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
+    )
+    agent = Agent(
+        name="weather",
+        instructions="Answer questions about the weather with the get_weather tool.",
+        tools=[get_weather],
+        model=model,
+        model_settings=ModelSettings(tool_choice="get_weather", max_tokens=48, temperature=0),
+    )
+    result = Runner.run_sync(agent, "What is the weather in Paris?", max_turns=4)
+    assert len(calls) == 1 and calls[0]  # the forced call ran once; then the choice went back to auto
+    assert isinstance(result.final_output, str) and result.final_output.strip()
+    kinds = [item.type for item in result.new_items]
+    assert kinds[:2] == ["tool_call_item", "tool_call_output_item"] and kinds[-1] == "message_output_item"

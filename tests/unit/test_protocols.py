@@ -64,7 +64,8 @@ OPENAI_BAD = [
     (b"{nope", 400, None),
     (b"", 400, None),
     (json.dumps({"messages": []}).encode(), 400, "messages"),
-    (json.dumps({"messages": USER, "n": 2}).encode(), 400, "n"),
+    (json.dumps({"messages": USER, "n": 2}).encode(), 400, None),  # greedy: "set a temperature above 0"
+    (json.dumps({"messages": USER, "n": 9, "temperature": 1}).encode(), 400, "n"),
     (json.dumps({"messages": USER, "temperature": 3}).encode(), 400, "temperature"),
     (json.dumps({"messages": USER, "max_tokens": 0}).encode(), 400, "max_tokens"),
     (json.dumps({"messages": USER, "max_tokens": 100000}).encode(), 400, None),
