@@ -12,7 +12,7 @@ from fastapi import APIRouter, Header, Request
 from fastapi.concurrency import run_in_threadpool
 from langchain_core.messages import AIMessageChunk
 from langchain_core.runnables import Runnable
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sse_starlette.sse import EventSourceResponse
 
 from chains import chat as chat_chain
@@ -80,6 +80,14 @@ class ChatCompletionRequest(BaseModel):
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
     parallel_tool_calls: bool | None = None
     response_format: dict[str, Any] | None = None
+    logprobs: bool | None = Field(None, description="Not served yet: a 400 when true")
+    top_logprobs: int | None = Field(None, description="Not served yet: a 400 when set")
+
+    @field_validator("logprobs", "top_logprobs")
+    @classmethod
+    def _no_logprobs(cls, value: Any) -> None:
+        if value:
+            raise ValueError("logprobs are not served yet: leave logprobs and top_logprobs out")
 
     def options(self) -> dict[str, Any]:
         """tools, tool_choice, parallel_tool_calls and response_format, as the chat chain takes them."""
