@@ -70,7 +70,9 @@ def test_chat_playground_streams_an_answer_and_the_follow_up_sees_the_first_turn
     first = chat_turn(page, FACT + " Remember it.")
     assert [role for role, _ in first] == ["human", "ai"] and first[1][1]
     seen = page.evaluate("() => window.seen")
-    assert len(seen) >= 3 and seen[-1] == first[1][1]  # the answer grew on the page, piece by piece
+    # the answer grew on the page: at least one partial render before the whole (a reply that copies the
+    # prompt comes in few, long pieces with speculative drafts; a busy machine samples fewer renders)
+    assert len(seen) >= 2 and seen[-1] == first[1][1]
     assert all(later.startswith(earlier) for earlier, later in itertools.pairwise(seen))
     second = chat_turn(page, QUESTION)
     assert [role for role, _ in second] == ["human", "ai"] * 2 and second[:2] == first
