@@ -7,19 +7,16 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from chains.errors import InvalidInput
+from server.openai_api import Function
 
 TEXT_PARTS = {"input_text", "output_text", "text"}
 ROLES = {"user": "user", "assistant": "assistant", "system": "system", "developer": "system"}
 
 
-class FunctionTool(BaseModel):
-    """A Responses function tool (flat: name and parameters at the top)."""
+class FunctionTool(Function):
+    """A Responses function tool: Chat Completions' function, flat (name and parameters at the top)."""
 
     type: Literal["function"]
-    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
-    description: str | None = None
-    parameters: dict[str, Any] | None = None
-    strict: bool | None = None
 
 
 class NamedFunction(BaseModel):
