@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Annotated
 
 from langchain_core.runnables import ConfigurableField, Runnable
@@ -17,6 +18,7 @@ KNOB_DESCRIPTIONS = {
     "stop": "Stop sequences: generation ends before the first one (any length)",
     "seed": "Random seed for reproducible sampling",
     "speculation": "Speculative decoding (prompt lookup) for this request; unset: the server's setting",
+    "logprobs": "Report each generated token's log-probability and this many most likely alternatives (0-20)",
 }
 
 
@@ -31,10 +33,14 @@ class GenerationKnobs(BaseModel):
     stop: list[str] | None = Field(None, max_length=16)
     seed: Annotated[int, Field(ge=0, lt=2**32)] | None = None
     speculation: bool | None = None
+    logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
 
 
-def validate_knobs(values: dict, max_new_tokens_limit: int | None = None) -> GenerationKnobs:
-    """Check a request's knob values; raise InvalidInput that names the knob and the fix."""
+def validate_knobs(
+    values: dict, max_new_tokens_limit: int | None = None, served: Iterable[str] | None = None
+) -> GenerationKnobs:
+    """Check a request's knob values (against the backend's `served` knobs when given); raise InvalidInput
+    that names the knob and the fix."""
     try:
         knobs = GenerationKnobs.model_validate(values)
     except ValidationError as error:
@@ -42,6 +48,13 @@ def validate_knobs(values: dict, max_new_tokens_limit: int | None = None) -> Gen
             f"{'.'.join(map(str, e['loc'])) or 'configurable'}: {e['msg']}" for e in error.errors()
         )
         raise InvalidInput(f"invalid generation knob: {problems}", knobs=sorted(KNOB_DESCRIPTIONS)) from None
+    unserved = sorted(set(knobs.model_fields_set) - set(served)) if served is not None else []
+    if unserved:
+        raise InvalidInput(
+            f"{', '.join(unserved)}: not served by this backend (an endpoint); leave it out, or serve "
+            "a local model (HFCHAIN_BACKEND=local)",
+            knobs=sorted(served),
+        )
     limit = max_new_tokens_limit
     if limit and knobs.max_new_tokens and knobs.max_new_tokens > limit:
         raise InvalidInput(
@@ -59,6 +72,7 @@ KNOB_TYPES = {
     "stop": optional(list[str]),
     "seed": optional(int),
     "speculation": optional(bool),
+    "logprobs": optional(int),
 }
 
 

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Header, Request
 from fastapi.concurrency import run_in_threadpool
 from langchain_core.messages import AIMessageChunk
 from langchain_core.runnables import Runnable
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from sse_starlette.sse import EventSourceResponse
 
 from chains import chat as chat_chain
@@ -80,14 +80,17 @@ class ChatCompletionRequest(BaseModel):
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
     parallel_tool_calls: bool | None = None
     response_format: dict[str, Any] | None = None
-    logprobs: bool | None = Field(None, description="Not served yet: a 400 when true")
-    top_logprobs: int | None = Field(None, description="Not served yet: a 400 when set")
+    logprobs: bool | None = Field(None, description="Each reply token's log-probability")
+    top_logprobs: int | None = Field(
+        None, ge=0, le=20, description="Most likely alternatives per token (needs logprobs: true)"
+    )
 
-    @field_validator("logprobs", "top_logprobs")
+    @field_validator("top_logprobs")
     @classmethod
-    def _no_logprobs(cls, value: Any) -> None:
-        if value:
-            raise ValueError("logprobs are not served yet: leave logprobs and top_logprobs out")
+    def _top_needs_logprobs(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is not None and not info.data.get("logprobs"):
+            raise ValueError("top_logprobs needs logprobs: true; send both, or leave top_logprobs out")
+        return value
 
     def options(self) -> dict[str, Any]:
         """tools, tool_choice, parallel_tool_calls and response_format, as the chat chain takes them."""
@@ -110,6 +113,7 @@ class ChatCompletionRequest(BaseModel):
             "stop": [self.stop] if isinstance(self.stop, str) else self.stop,
             "seed": None if self.seed is None else self.seed + choice,
             "speculation": self.speculation,
+            "logprobs": (self.top_logprobs or 0) if self.logprobs else None,
         }
         return {k: v for k, v in knobs.items() if v is not None}
 
@@ -146,7 +150,9 @@ def openai_router(chain: Runnable, sessions_from_user: bool = True) -> APIRouter
         _check_choices(body, session_id, app.settings.temperature)
         configs = []
         for choice in range(body.n):
-            knobs = validate_knobs(body.knobs(choice), app.settings.max_new_tokens_limit)
+            knobs = validate_knobs(
+                body.knobs(choice), app.settings.max_new_tokens_limit, app.backend.chat_knobs
+            )
             configs.append(run_config(request, {"configurable": knobs.model_dump(exclude_none=True)}))
         app.backend.require_ready()
         await run_in_threadpool(
@@ -177,7 +183,7 @@ class Reply:
                 "index": index,
                 "message": _message(message),
                 "finish_reason": _finish_reason(message.response_metadata),
-                "logprobs": None,
+                "logprobs": _logprobs(message.response_metadata),
             }
             for index, message in enumerate(messages)
         ]
@@ -200,8 +206,9 @@ class Reply:
                     yield self._chunk(index, {}, _finish_reason(metadata), usage)
                     continue
                 totals[index] = chunk if index not in totals else totals[index] + chunk
-                if chunk.content:
-                    yield self._chunk(index, {"content": chunk.content}, None, usage)
+                scores = _logprobs(chunk.response_metadata)  # on the first delta of this chunk
+                if chunk.content or scores:
+                    yield self._chunk(index, {"content": chunk.content}, None, usage, scores)
                 for call in getattr(chunk, "tool_call_chunks", None) or []:
                     for delta in _call_deltas(call):
                         yield self._chunk(index, {"tool_calls": [delta]}, None, usage)
@@ -216,8 +223,10 @@ class Reply:
     def _head(self, kind: str) -> dict[str, Any]:
         return {"id": self.id, "object": kind, "created": self.created, "model": self.model}
 
-    def _chunk(self, index: int, delta: dict, finish_reason: str | None, extra: dict) -> str:
-        choice = {"index": index, "delta": delta, "finish_reason": finish_reason, "logprobs": None}
+    def _chunk(
+        self, index: int, delta: dict, finish_reason: str | None, extra: dict, logprobs: dict | None = None
+    ) -> str:
+        choice = {"index": index, "delta": delta, "finish_reason": finish_reason, "logprobs": logprobs}
         return json.dumps({**self._head("chat.completion.chunk"), "choices": [choice], **extra})
 
 
@@ -235,6 +244,12 @@ def _finish_reason(metadata: dict) -> str:
     """OpenAI's finish_reason: "length" when max_tokens cut the reply, "tool_calls", else "stop"."""
     reason = metadata.get("finish_reason")
     return reason if reason in ("length", "tool_calls") else "stop"
+
+
+def _logprobs(metadata: dict) -> dict[str, Any] | None:
+    """A choice's (or a delta's) logprobs object, when the request asked for them."""
+    scores = metadata.get("logprobs")
+    return {"content": scores["content"], "refusal": None} if scores else None
 
 
 def _message(message: Any) -> dict[str, Any]:

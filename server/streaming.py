@@ -9,7 +9,8 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from langchain_core.outputs import GenerationChunk
+from langchain_core.callbacks import AsyncCallbackHandler, BaseCallbackManager
+from langchain_core.outputs import GenerationChunk, LLMResult
 from langchain_core.runnables import Runnable
 
 from chains.errors import HfchainError
@@ -51,19 +52,51 @@ def stream_error(path: str, error: Exception) -> str:
 
 
 async def generation(llm: Runnable, prompt: str, config: dict) -> AsyncIterator[GenerationChunk]:
-    """The LLM's stream as GenerationChunks: text pieces, then one with the finish info (if reported).
+    """The LLM's stream as GenerationChunks: text pieces (with their generation_info, e.g. log-probabilities),
+    then one with the finish info (if reported).
 
-    LLM.astream yields bare strings; its end event carries the generation_info (and the text, for
-    models that do not stream).
+    LLM.astream yields bare strings: each piece's chunk is read from the callback it fires just before,
+    and the finish info from its end callback (with the text, for models that do not stream).
     """
+    seen = _Chunks()
     streamed = False
-    async for event in llm.astream_events(prompt, config, version="v2"):
-        if event["event"] == "on_llm_stream":
-            streamed = True
-            yield GenerationChunk(text=str(event["data"]["chunk"]))
-        elif event["event"] == "on_llm_end":
-            text, info = first_generation(event["data"]["output"])
-            yield GenerationChunk(text="" if streamed else text, generation_info=info)
+    async for text in llm.astream(prompt, _with_handler(config, seen)):
+        chunk, seen.chunk = seen.chunk, None
+        streamed = streamed or bool(text)
+        info = chunk.generation_info if chunk is not None and chunk.text == text else None
+        if text or info:
+            yield GenerationChunk(text=text, generation_info=info)
+    if seen.result is not None:
+        text, info = first_generation(seen.result)
+        if streamed:  # the pieces carried their own
+            info = {k: v for k, v in info.items() if k != "logprobs"}
+        yield GenerationChunk(text="" if streamed else text, generation_info=info)
+
+
+class _Chunks(AsyncCallbackHandler):
+    """Keeps an LLM run's latest streamed chunk and its result."""
+
+    run_inline = True
+
+    def __init__(self) -> None:
+        self.chunk: GenerationChunk | None = None
+        self.result: LLMResult | None = None
+
+    async def on_llm_new_token(self, token: str, *, chunk: Any = None, **kwargs: Any) -> None:
+        self.chunk = chunk if isinstance(chunk, GenerationChunk) else None
+
+    async def on_llm_end(self, response: LLMResult, **kwargs: Any) -> None:
+        self.result = response
+
+
+def _with_handler(config: dict, handler: Any) -> dict:
+    """`config` with one more callback handler (callbacks as a list or a manager)."""
+    callbacks = config.get("callbacks")
+    if isinstance(callbacks, BaseCallbackManager):
+        callbacks = callbacks.copy()
+        callbacks.add_handler(handler, inherit=False)
+        return {**config, "callbacks": callbacks}
+    return {**config, "callbacks": [*(callbacks or []), handler]}
 
 
 def first_generation(output: Any) -> tuple[str, dict]:
@@ -76,11 +109,14 @@ def first_generation(output: Any) -> tuple[str, dict]:
 
 
 async def collect(events: AsyncIterator[GenerationChunk]) -> tuple[str, dict]:
-    """All the text of a generation stream, and its finish info."""
-    text, info = [], {}
+    """All the text of a generation stream, and its finish info (with all its log-probabilities)."""
+    text, info, logprobs = [], {}, []
     async for chunk in events:
         text.append(chunk.text)
+        logprobs.extend((chunk.generation_info or {}).get("logprobs") or [])
         info.update(chunk.generation_info or {})
+    if logprobs:  # each piece carried its own
+        info["logprobs"] = logprobs
     return "".join(text), info
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import dataclasses
 import logging
 import queue
 import threading
@@ -20,6 +21,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
+from chains.backends.logprobs import Piece, entry, joined, scored
+from chains.backends.pool import BLOCK
 from chains.backends.scope import register
 from chains.errors import (
     HfchainError,
@@ -32,6 +35,7 @@ from chains.errors import (
 from chains.stops import StopFilter
 
 log = logging.getLogger(__name__)
+SHARE_TOKENS = 64  # a prompt waits one step for another's blocks when it would reuse this many more
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,7 @@ class Completion:
     guard_tokens: int = 0  # constrained rows: tokens a guard chose instead of the model (tools/constraint.py)
     repetitions_ended: int = 0  # constrained rows: strings or containers the repetition guard ended
     stop_sequence: str | None = None  # the request's stop sequence that ended the reply, if one did
+    logprobs: tuple[dict, ...] | None = None  # per reply token (logprobs.py), when the request asked
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,7 @@ class GenerationParams:
     seed: int | None = None
     grammar: str | None = None  # a Lark grammar (chains/tools/grammar.py) the tokens must follow
     speculation: bool | None = None  # prompt-lookup drafts for this row (None: the server's setting)
+    logprobs: int | None = None  # report each token's log-probability and this many alternatives
 
 
 class Observer:
@@ -315,7 +321,7 @@ class BatchEngine:
 
     def make_pool(self) -> None:
         """Reserve the KV block pool for the loaded model (on the model thread); none when set to 0."""
-        from chains.backends.pool import BLOCK, allocate, bytes_per_token, default_bytes
+        from chains.backends.pool import allocate, bytes_per_token, default_bytes
 
         if self.kv_cache_bytes is None and self.prefix_cache_tokens is not None:
             self.kv_cache_bytes = self.prefix_cache_tokens * bytes_per_token(self.model)
@@ -381,6 +387,8 @@ class BatchEngine:
         for row, scores, draft in zip(decoder.rows, logits, drafts, strict=True):
             if draft:
                 kept.append(accept(scores, draft, row))
+                if row.logprobs is not None:  # each kept token from the logits it was chosen with
+                    row.scored.extend(scored(scores[j], row, t, row.logprobs) for j, t in enumerate(kept[-1]))
                 row.drafter.record(len(draft), len(kept[-1]) - 1)
                 self.observer.drafts(len(draft), len(kept[-1]) - 1)
             else:  # constraints and plain sampling as in a normal step
@@ -419,13 +427,24 @@ class BatchEngine:
             wider = max(width, len(item.prompt))
             fits = not jobs or (len(jobs) + 1) * wider <= self.max_prefill_tokens
             # in order: a job never overtakes one left waiting (for a batch slot or for pool blocks)
-            if len(jobs) < free and fits and not kept and self._lease(item):
+            if len(jobs) < free and fits and not kept and not self._follows(item, jobs) and self._lease(item):
                 jobs.append(item)
                 width = wider
             else:
                 kept.append(item)
         self._queue = kept
         return calls, jobs
+
+    def _follows(self, job: Job, leaders: list[Job]) -> bool:
+        """Whether the job waits one step for a leader's prompt blocks: its prompt starts with at least
+        SHARE_TOKENS more tokens of a prompt joining now than the pool holds, so n samples of one prompt
+        (or many clients sending one long system prompt) compute it once."""
+        if self.pool is None or not leaders:
+            return False
+        keep = getattr(self.model, "min_rows", 1)
+        common = max(_common_prefix(job.prompt, leader.prompt) for leader in leaders)
+        usable = min(common, len(job.prompt) - keep) // BLOCK * BLOCK
+        return usable - self.pool.reusable(job.prompt, keep) >= SHARE_TOKENS
 
     def _lease(self, job: Job) -> bool:
         """Take the job's blocks from the pool (its cached prefix, then fresh ones); False: wait."""
@@ -494,6 +513,10 @@ class _Row:
         self.noise, self.constraint = Noise(job.params.seed), job.constraint  # noise: sampled rows
         self.lease, self.cached = job.lease, 0
         self.held: list[str] | None = None  # text held back while a step's several tokens are pushed
+        self.logprobs = job.params.logprobs  # None: not asked for; else alternatives per token
+        self.scored: deque = deque()  # pick()'s entries for tokens not pushed yet
+        self.pending: list[dict] = []  # entries of pushed tokens whose text is not out yet
+        self.reported: list[dict] = []  # entries of the text emitted so far
         self.drafter: Any = None  # its prompt-lookup index (speculation.py), made at its first draft
 
     @property
@@ -522,6 +545,7 @@ class _Row:
         """The row's next token (ignored once the row is done)."""
         if self.done:
             return
+        raw = self.scored.popleft() if self.scored else None
         if self.generated == 0:
             self.observer.first_token(time.monotonic() - self.job.submitted)
         self.generated += 1
@@ -530,6 +554,8 @@ class _Row:
             return
         if self.constraint is not None:
             self.constraint.consume(token)
+        if raw is not None:
+            self.pending.append(entry(self.tokenizer, raw))
         self.ids.append(token)
         if self.drafter is not None:
             self.drafter.extend([token])
@@ -549,9 +575,12 @@ class _Row:
             self._emit(self.stops.flush())
         text, prompt, guard = "".join(self.emitted), len(self.job.prompt), self.constraint
         forced, ended = (guard.forced, guard.repeats) if guard is not None else (0, 0)
+        logprobs = tuple(self.reported) if self.logprobs is not None else None
         completion = Completion(
             text, prompt, self.generated, self.reason, self.cached, forced, ended, self.stops.matched
         )
+        if logprobs is not None:
+            completion = dataclasses.replace(completion, logprobs=logprobs)
         self.observer.finished(completion)
         self.job.emit(completion)
 
@@ -562,15 +591,28 @@ class _Row:
             self.push(token)
         held, self.held = self.held, None
         if held:
-            self.job.emit("".join(held))
+            self.job.emit(joined(held))
 
     def _emit(self, text: str) -> None:
+        if text and self.logprobs is not None:  # the tokens that produced it (a stop's tokens produce none)
+            text, self.pending = Piece(text, self.pending), []
+            self.reported.extend(text.logprobs)
         if text:
             self.emitted.append(text)
             if self.held is not None:
                 self.held.append(text)
             else:
                 self.job.emit(text)
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    """How many leading tokens two prompts share."""
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
 
 
 def _check_room(minimum: int, limit: int) -> None:
@@ -585,8 +627,6 @@ def _check_room(minimum: int, limit: int) -> None:
 
 def _check_pool(pool: Any, tokens: int) -> None:
     """Refuse, before any work, a row that would need more blocks than the whole pool has."""
-    from chains.backends.pool import BLOCK
-
     if pool.blocks_for(tokens) > pool.total:
         raise KvPoolTooSmall(
             f"this request may hold {tokens} tokens (prompt plus max_new_tokens) but the KV pool holds "

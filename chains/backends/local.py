@@ -31,7 +31,9 @@ from chains.tools.plan import CallPlan, plan_call
 from chains.tools.structured import structured_output
 
 REQUIRED = ("required", "any", True)  # tool_choice values that force a call to one of the tools
-KNOB_FIELDS = {k: k for k in ("max_new_tokens", "temperature", "top_p", "stop", "seed", "speculation")}
+KNOB_FIELDS = {
+    k: k for k in ("max_new_tokens", "temperature", "top_p", "stop", "seed", "speculation", "logprobs")
+}
 
 
 class KnobDefaults(BaseModel):
@@ -43,6 +45,7 @@ class KnobDefaults(BaseModel):
     stop: list[str] | None = None
     seed: int | None = None
     speculation: bool | None = None  # None: the server's HFCHAIN_SPECULATION
+    logprobs: int | None = None  # each token's log-probability and this many alternatives (None: off)
 
 
 class KnobFields(KnobDefaults):
@@ -56,7 +59,14 @@ class KnobFields(KnobDefaults):
         """The knobs for one call; call-time stop sequences add to the configured ones."""
         stops = tuple(dict.fromkeys([*(self.stop or []), *(stop or [])]))
         return GenerationParams(
-            self.max_new_tokens, self.temperature, self.top_p, stops, self.seed, grammar, self.speculation
+            self.max_new_tokens,
+            self.temperature,
+            self.top_p,
+            stops,
+            self.seed,
+            grammar,
+            self.speculation,
+            self.logprobs,
         )
 
     def checked(self, ids: list[int]) -> list[int]:
@@ -109,11 +119,11 @@ class LocalLLM(KnobFields, HuggingFacePipeline):
         ids = self.checked(self.engine.tokens.prompt_ids(prompt))
         stream = self.engine.stream(ids, self.params(stop, kwargs.get("grammar")))
         for text in stream:
-            chunk = GenerationChunk(text=text)
+            chunk = _piece_chunk(text)
             if run_manager:
                 run_manager.on_llm_new_token(text, chunk=chunk)
             yield chunk
-        yield GenerationChunk(text="", generation_info=_info(stream.completion))
+        yield GenerationChunk(text="", generation_info=_info(stream.completion, streamed=True))
 
     async def _astream(
         self,
@@ -125,9 +135,9 @@ class LocalLLM(KnobFields, HuggingFacePipeline):
         ids = self.checked(self.engine.tokens.prompt_ids(prompt))
         async for piece in self.engine.astream(ids, self.params(stop, kwargs.get("grammar"))):
             if isinstance(piece, Completion):
-                yield GenerationChunk(text="", generation_info=_info(piece))
+                yield GenerationChunk(text="", generation_info=_info(piece, streamed=True))
                 return
-            chunk = GenerationChunk(text=piece)
+            chunk = _piece_chunk(piece)
             if run_manager:
                 await run_manager.on_llm_new_token(piece, chunk=chunk)
             yield chunk
@@ -259,6 +269,8 @@ class LocalChatModel(KnobFields, BaseChatModel):
         content, calls = parse_calls(reply.text) if plan.parses_calls else (reply.text, [])
         reason = "tool_calls" if calls and reply.finish_reason == "stop" else reply.finish_reason
         metadata = {"model_name": self.engine.name, "finish_reason": reason, **_stopped_by(reply)}
+        if reply.logprobs is not None:  # as langchain-openai reports them
+            metadata["logprobs"] = {"content": list(reply.logprobs)}
         return AIMessage(
             content=content, tool_calls=calls, usage_metadata=_usage(reply), response_metadata=metadata
         )
@@ -314,17 +326,26 @@ class Pieces:
     def __init__(self, plan: CallPlan) -> None:
         self.split = CallStream() if plan.parses_calls else None
         self.calls = 0
+        self.logprobs: list[dict] = []  # entries not yet on a chunk (their text is held back)
 
     def feed(self, text: str) -> list[ChatGenerationChunk]:
+        self.logprobs.extend(getattr(text, "logprobs", []))
         if self.split is None:
-            return [_text_chunk(text)]
+            return self._scored([_text_chunk(text)])
         shown, calls = self.split.feed(text)
         self.calls += len(calls)
-        return ([_text_chunk(shown)] if shown else []) + [_call_chunk(call) for call in calls]
+        return self._scored(([_text_chunk(shown)] if shown else []) + [_call_chunk(call) for call in calls])
 
     def flush(self) -> list[ChatGenerationChunk]:
         rest = self.split.flush() if self.split else ""
-        return [_text_chunk(rest)] if rest else []
+        return self._scored([_text_chunk(rest)] if rest or self.logprobs else [])
+
+    def _scored(self, chunks: list[ChatGenerationChunk]) -> list[ChatGenerationChunk]:
+        """The first chunk carries the entries gathered so far (merged chunks concatenate them)."""
+        if chunks and self.logprobs:
+            chunks[0].message.response_metadata["logprobs"] = {"content": self.logprobs}
+            self.logprobs = []
+        return chunks
 
 
 def _text_chunk(text: str) -> ChatGenerationChunk:
@@ -358,11 +379,21 @@ def _usage(reply: Completion) -> dict[str, int]:
     return usage
 
 
-def _info(reply: Completion) -> dict[str, object]:
-    """generation_info for a text completion: finish reason and token counts."""
-    return {
+def _piece_chunk(text: str) -> GenerationChunk:
+    """A streamed text piece, with its tokens' log-probabilities when it carries them."""
+    logprobs = getattr(text, "logprobs", None)
+    return GenerationChunk(text=str(text), generation_info={"logprobs": logprobs} if logprobs else None)
+
+
+def _info(reply: Completion, streamed: bool = False) -> dict[str, object]:
+    """generation_info for a text completion: finish reason and token counts (and the log-probabilities,
+    unless the pieces of a stream carried them)."""
+    info: dict[str, object] = {
         "finish_reason": reply.finish_reason,
         "prompt_tokens": reply.prompt_tokens,
         "completion_tokens": reply.completion_tokens,
         "stop_sequence": reply.stop_sequence,  # None: EOS or a limit ended it
     }
+    if reply.logprobs is not None and not streamed:
+        info["logprobs"] = list(reply.logprobs)
+    return info

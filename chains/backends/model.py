@@ -12,6 +12,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from chains.backends.engine import BatchEngine, Completion, GenerationParams, Job
+from chains.backends.logprobs import entry, prompt_scored
 from chains.budget import Budget
 from chains.errors import ModelNotReady
 from chains.tokens import Tokens
@@ -207,6 +208,15 @@ class LocalModel:
         """work(model, *args) on the model thread (between batches), returning its result."""
         self._require_ready()
         return self.engine.call(work, self.model, *args).result()
+
+    async def aprompt_logprobs(self, ids: list[int], top: int) -> list[dict]:
+        """Each prompt token's entry (logprobs.py) given the tokens before it, with `top` alternatives; the
+        first token has none (logprob and top_logprobs null). Runs between the engine's steps."""
+        self._require_ready()
+        raw = await asyncio.wrap_future(self.engine.call(prompt_scored, self.model, ids, top))
+        tokenizer = self.engine.tokenizer
+        first = {**entry(tokenizer, (ids[0], 0.0, [])), "logprob": None, "top_logprobs": None}
+        return [first, *(entry(tokenizer, r) for r in raw)]
 
     def generate(self, prompts: list[list[int]], params: GenerationParams) -> list[Completion]:
         """Completions for prompts given as token ids (batched with whatever else is waiting)."""

@@ -124,6 +124,10 @@ class BlockPool:
         self.stats.hits += bool(found)
         return lease
 
+    def reusable(self, prompt: list[int], keep: int = 1) -> int:
+        """Prompt tokens a lease would find cached now (nothing is taken)."""
+        return len(self._match(prompt[: max(0, len(prompt) - keep)])) * BLOCK
+
     def release(self, lease: Lease) -> None:
         """Give back a lease's blocks (once): registered ones stay cached, the others are free."""
         if lease.released:

@@ -13,6 +13,8 @@ from typing import Any
 
 import torch
 
+from chains.backends.logprobs import scored
+
 MIN_TEMPERATURE = 1e-4  # below it, sampling is greedy (and 1/T would overflow)
 _MIX = 0x9E3779B97F4A7C15  # spreads (seed, position) over the generator's seeds
 
@@ -58,7 +60,8 @@ def scores(logits: Any, row: Any, position: int) -> Any:
 
 def pick(logits: Any, rows: list[Any]) -> Any:
     """The next token per row (row i's logits in logits[i]); a row with a grammar picks among what it
-    allows, and only what still lets its structure close in the row's remaining tokens."""
+    allows, and only what still lets its structure close in the row's remaining tokens. A row asking for
+    log-probabilities gets them in its `scored` list."""
     tokens = torch.zeros(len(rows), dtype=torch.long, device=logits.device)
     for i, row in enumerate(rows):
         constraint = getattr(row, "constraint", None)
@@ -68,4 +71,6 @@ def pick(logits: Any, rows: list[Any]) -> Any:
         tokens[i] = scores(logits[i], row, getattr(row, "generated", 0)).argmax()
         if live:  # a structure that still closes in time
             tokens[i] = constraint.fit(int(tokens[i]), logits[i], row.remaining)
+        if getattr(row, "logprobs", None) is not None:  # read after the grammar's mask
+            row.scored.append(scored(logits[i], row, int(tokens[i]), row.logprobs))
     return tokens

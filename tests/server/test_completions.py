@@ -73,7 +73,6 @@ def test_langchain_openais_llm_invokes_and_batches(server):
     ("body", "status", "says"),
     [
         ({"prompt": PROMPT, "n": 2, "temperature": 0}, 400, "temperature above 0"),
-        ({"prompt": PROMPT, "logprobs": 2}, 400, "logprobs"),
         ({"prompt": PROMPT, "suffix": "end"}, 400, "suffix"),
         ({"prompt": [10**9]}, 400, "ids of the served tokenizer"),
         ({"prompt": []}, 400, "prompt is empty"),

@@ -38,6 +38,7 @@ def test_config_schema_lists_the_knobs(client):
         "stop",
         "seed",
         "speculation",
+        "logprobs",
     }
 
 
