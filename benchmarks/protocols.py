@@ -1,6 +1,6 @@
 """What each protocol layer adds over the chains it serves: one short request (one new token, greedy), p50
-over interleaved rounds against one server, and `n` = 4 samples in one completions request against four
-separate requests (tokens/s).
+over interleaved rounds against one server; `n` = 4 samples in one completions request against four
+separate requests (tokens/s), on a short and a long prompt; and what logprobs cost a chat reply.
 
 Chat-template routes are compared with LangServe's /chat/invoke, raw-prompt routes with /generate/invoke.
 
@@ -28,6 +28,7 @@ from benchmarks.startup import stop  # noqa: E402
 
 QUESTION = "What is the capital of France?"
 PROMPT = "The capital of France is"
+LONG_PROMPT = (ROOT / "tests/fixtures/hamlet_excerpt.txt").read_text()[:3000] + "\n\nWhat happens next?"
 
 
 def calls(client: httpx.Client) -> dict[str, tuple[str, Callable[[], object]]]:
@@ -93,30 +94,59 @@ def latency(client: httpx.Client, requests: int) -> None:
             print(f"| {name} | {p50:.1f} | 1.00x | 0 |")
 
 
-def samples(client: httpx.Client, tokens: int, rounds: int = 3) -> None:
-    body = {"prompt": "Once upon a time", "max_tokens": tokens, "temperature": 1.0, "seed": 1}
+def samples(client: httpx.Client, tokens: int, prompt: str, rounds: int = 3) -> None:
+    """n=4 in one request against four requests; each round's prompts start with a fresh tag (no cache)."""
+    body = {"max_tokens": tokens, "temperature": 1.0, "seed": 1}
 
-    def one_request() -> int:
-        reply = client.post("/v1/completions", json={**body, "n": 4}).json()
+    def one_request(tag: str) -> int:
+        reply = client.post("/v1/completions", json={**body, "prompt": tag + prompt, "n": 4}).json()
         return reply["usage"]["completion_tokens"]
 
-    def four_requests() -> int:
+    def four_requests(tags: list[str]) -> int:
+        def send(seed: int) -> dict:
+            return client.post(
+                "/v1/completions", json={**body, "prompt": tags[seed] + prompt, "seed": seed}
+            ).json()
+
         with ThreadPoolExecutor(4) as pool:
-            replies = list(
-                pool.map(lambda s: client.post("/v1/completions", json={**body, "seed": s}).json(), range(4))
-            )
+            replies = list(pool.map(send, range(4)))
         return sum(r["usage"]["completion_tokens"] for r in replies)
 
-    rates: dict[str, list[float]] = {"n=4 in one request": [], "4 requests at once": []}
-    for _ in range(rounds):
-        for name, run in (("n=4 in one request", one_request), ("4 requests at once", four_requests)):
+    paths = {
+        "n=4 in one request": lambda r: one_request(f"[{r}a] "),
+        "4 requests, one prompt, at once": lambda r: four_requests([f"[{r}b] "] * 4),
+        "4 requests, 4 prompts, at once": lambda r: four_requests([f"[{r}c{i}] " for i in range(4)]),
+    }
+    rates: dict[str, list[float]] = {name: [] for name in paths}
+    for round_ in range(rounds):
+        for name, run in paths.items():
             started = time.perf_counter()
-            count = run()
+            count = run(round_)
             rates[name].append(count / (time.perf_counter() - started))
-    print(f"\nn = 4 samples of {tokens} tokens, {rounds} rounds, median tokens/s")
-    base = statistics.median(rates["4 requests at once"])
+    length = len(client.post("/tokenize", json={"prompt": prompt}).json()["tokens"])
+    print(f"\nn = 4 samples of {tokens} tokens, prompt of {length} tokens, {rounds} rounds, median tokens/s")
+    base = statistics.median(rates["4 requests, 4 prompts, at once"])
     for name, values in rates.items():
         print(f"| {name} | {statistics.median(values):.1f} | {statistics.median(values) / base:.2f}x |")
+
+
+def logprob_cost(client: httpx.Client, tokens: int, rounds: int = 5) -> None:
+    """One chat reply with and without logprobs (top 5), interleaved: seconds, median."""
+    body = {
+        "messages": [{"role": "user", "content": "Tell me a story about a dragon."}],
+        "max_tokens": tokens,
+    }
+    variants = {"no logprobs": {}, "logprobs, top 5": {"logprobs": True, "top_logprobs": 5}}
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(rounds):
+        for name, extra in variants.items():
+            started = time.perf_counter()
+            client.post("/v1/chat/completions", json={**body, **extra}).raise_for_status()
+            times[name].append(time.perf_counter() - started)
+    print(f"\nOne chat reply of {tokens} tokens (greedy), {rounds} rounds, median seconds")
+    base = statistics.median(times["no logprobs"])
+    for name, values in times.items():
+        print(f"| {name} | {statistics.median(values):.3f} | {statistics.median(values) / base:.2f}x |")
 
 
 def main() -> None:
@@ -128,7 +158,9 @@ def main() -> None:
     try:
         with httpx.Client(base_url=url, timeout=120) as client:
             latency(client, args.requests)
-            samples(client, args.tokens)
+            samples(client, args.tokens, "Once upon a time")
+            samples(client, args.tokens, LONG_PROMPT)
+            logprob_cost(client, args.tokens)
     finally:
         stop(proc)
 
