@@ -11,6 +11,8 @@ import math
 import re
 from typing import Any
 
+import numpy as np
+
 MAX_TOP = 20  # alternatives per token, as OpenAI allows
 FLOOR = -9999.0  # what OpenAI reports for a token of zero probability (a guard's forced token, ...)
 _BYTE_TOKEN = re.compile(r"<0x([0-9A-Fa-f]{2})>")  # sentencepiece's byte fallback
@@ -36,21 +38,28 @@ def joined(pieces: list[str]) -> str:
 
 def scored(logits: Any, row: Any, token: int, top: int) -> tuple[int, float, list[tuple[int, float]]]:
     """(token, its log-probability, the `top` most likely tokens with theirs) from the row's distribution."""
-    import torch
-
     from chains.backends.sampling import MIN_TEMPERATURE, distribution
 
     logp = None
     if row.temperature >= MIN_TEMPERATURE:  # sampled: the tempered, nucleus-cut distribution it drew from
         probs = distribution(logits, row.temperature, row.top_p)
-        logp = probs.log() if probs is not None else None
+        logp = probs.log().cpu().numpy() if probs is not None else None
     if logp is None:  # greedy (or degenerate): the model's own distribution over what the grammar allows
-        logp = torch.log_softmax(logits.double(), -1)
+        logp = _log_softmax(logits.detach().cpu().numpy() if hasattr(logits, "detach") else logits)
     alternatives: list[tuple[int, float]] = []
     if top:
-        values, ids = logp.topk(min(top, logp.shape[-1]))
-        alternatives = [(i, v) for v, i in zip(values.tolist(), ids.tolist(), strict=True) if v > -math.inf]
+        ids = np.argpartition(-logp, top - 1)[:top] if top < len(logp) else np.arange(len(logp))
+        ids = ids[np.argsort(-logp[ids], kind="stable")]
+        alternatives = [(int(i), float(logp[i])) for i in ids if logp[i] > -math.inf]
     return token, float(logp[token]), alternatives
+
+
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+    """In numpy, on one thread: torch's pool would wait on ONNX Runtime's spinning threads between steps."""
+    values = logits.astype(np.float64)
+    shifted = values - values.max()
+    with np.errstate(divide="ignore"):
+        return shifted - np.log(np.exp(shifted).sum())
 
 
 def entry(tokenizer: Any, raw: tuple[int, float, list[tuple[int, float]]]) -> dict:
@@ -94,12 +103,10 @@ PROMPT_CHUNK = 512  # prompt tokens per forward pass when scoring a prompt (boun
 def prompt_scored(model: Any, ids: list[int], top: int) -> list[tuple[int, float, list[tuple[int, float]]]]:
     """scored()'s tuples for prompt tokens 1.. (the model's distribution before each; token 0 has none),
     computed in chunks on the model thread (work for LocalModel.run)."""
-    import torch
-
     greedy = _Greedy()
     rows: list[tuple[int, float, list[tuple[int, float]]]] = []
     for start, logits in _prompt_logits(model, ids):
-        for offset, row_logits in enumerate(torch.as_tensor(logits)):
+        for offset, row_logits in enumerate(logits):
             position = start + offset + 1  # the token these logits predict
             if position < len(ids):
                 rows.append(scored(row_logits, greedy, ids[position], top))
@@ -132,4 +139,4 @@ def _prompt_logits(model: Any, ids: list[int]) -> Any:
         for start in range(0, len(ids), PROMPT_CHUNK):
             chunk = torch.tensor([ids[start : start + PROMPT_CHUNK]], device=model.device)
             logits = model(input_ids=chunk, cache=cache, use_cache=True).logits[0]
-            yield start, logits.float().cpu()
+            yield start, logits.float().cpu().numpy()
