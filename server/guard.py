@@ -39,12 +39,30 @@ def check_body(body: bytes, path: str = "") -> tuple[int, str] | bytes:
         return 400, f"request body is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}"
     except RecursionError:
         return 400, "request body nests too deeply: send flatter JSON"
+    except ValueError:  # an integer of more digits than Python converts
+        return 400, "request body has an integer beyond 64 bits: send a smaller number"
+    if _huge_integer(data):  # e.g. LangServe's orjson cannot write it back
+        return 400, "request body has an integer beyond 64 bits: send a smaller number"
     if path.endswith("/batch") and isinstance(data, dict) and not isinstance(data.get("inputs"), list):
         return 422, 'batch needs "inputs": a list of inputs, e.g. {"inputs": [{...}, {...}]}'
     if isinstance(data, dict) and "config" in data and data["config"] is None:
         del data["config"]  # null means "no config", as an absent key does
         return json.dumps(data).encode()
     return body
+
+
+def _huge_integer(data: Any) -> bool:
+    """Whether the JSON holds an integer outside 64 bits (serializers downstream cannot write it back)."""
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, int) and not isinstance(item, bool) and not -(2**63) <= item < 2**64:
+            return True
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 class RequestGuard:

@@ -84,7 +84,16 @@ def test_schemas_and_playground(http, route):
     assert http.get(f"{route}/output_schema").status_code == 200
     knobs = http.get(f"{route}/config_schema").json()["$defs"]["Configurable"]["properties"]
     own = {"session_id"} if route == "/chat" else set()
-    assert set(knobs) == {"max_new_tokens", "temperature", "top_p", "stop", "seed", "speculation", *own}
+    assert set(knobs) == {
+        "max_new_tokens",
+        "temperature",
+        "top_p",
+        "stop",
+        "seed",
+        "speculation",
+        "logprobs",
+        *own,
+    }
     page = http.get(f"{route}/playground/")
     assert page.status_code == 200 and "<html" in page.text.lower()
 

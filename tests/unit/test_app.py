@@ -46,6 +46,8 @@ BAD = [
     ("/generate/invoke", b"", 422),
     ("/generate/invoke", b"{not json", 400),
     ("/generate/invoke", b"[" * 100_000, 400),
+    ("/generate/invoke", b'{"input": {"prompt": "x", "n": 20839275189991423936898053261230080}}', 400),
+    ("/generate/invoke", b'{"input": {"prompt": "x", "n": ' + b"9" * 5000 + b"}}", 400),
     ("/generate/invoke", b'{"input": {"prompt": "\xff"}}', 400),
     ("/generate/invoke", b'{"input": {}}', 422),
     ("/generate/invoke", b'{"input": {"prompt": 5}}', 422),
