@@ -201,6 +201,11 @@ class Settings(BaseSettings):
         "auto", description="/agent: required = the first step of each turn must call a tool"
     )
     agent_tool_timeout: float = Field(30.0, gt=0, description="Seconds one /agent tool call may take")
+    agent_require_approval: str = Field(
+        "",
+        description="Agent tools that wait for a person's approval before they run, comma-separated (on "
+        "threads; /agent refuses them); a run adds its own with config.configurable.require_approval",
+    )
     repetition_guard: bool = Field(
         True,
         description="Constrained replies: the same few tokens again and again inside a JSON string or "

@@ -12,6 +12,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi_offline import FastAPIOffline
 from pydantic import ValidationError
 
+from chains.agent.threads import ThreadStore, open_checkpointer
 from chains.agent.toolbox import load_mcp_tools
 from chains.backends import Backend, build_backend
 from chains.backends.encoder import build_encoder
@@ -27,6 +28,7 @@ from chains.settings import Settings, get_settings
 from chains.stored_responses import ResponseStore
 from chains.tenants.keys import KeyStore
 from chains.tenants.quotas import Quotas
+from server.agent_protocol.routes import Threads, agent_protocol_router
 from server.anthropic import anthropic_router
 from server.auth import ApiKeyGuard
 from server.collections_api import UPLOAD_PATH, collections_router
@@ -35,6 +37,7 @@ from server.embeddings_api import embeddings_router
 from server.errors import domain_error, invalid_input
 from server.guard import RequestGuard
 from server.limits import Admission, InFlight
+from server.mcp_server import build_mcp
 from server.openai_api import openai_router
 from server.ops import agent_router, classifiers_router, ops_router, sessions_router
 from server.responses import responses_router
@@ -63,7 +66,12 @@ def create_app(
     async def lifespan(app: FastAPI):
         after_load(backend.start())
         await load_mcp_tools(app.state.agent.toolbox, settings.agent_mcp_servers)
-        yield
+        async with (
+            open_checkpointer(settings.sessions_database) as saver,
+            app.state.mcp.session_manager.run(),
+        ):
+            app.state.threads.checkpointer = saver
+            yield
         backend.stop()
         app.state.ingestions.close()
         sessions.close()
@@ -97,6 +105,10 @@ def create_app(
     mount_knowledge(app, app.state.knowledge, backend, settings)
     app.state.agent = mount_chains(app, backend, settings, chat, sessions, app.state.knowledge)
     app.include_router(agent_router(app.state.agent.toolbox))
+    app.state.threads = Threads(app.state.agent, ThreadStore(sessions.database))
+    app.include_router(agent_protocol_router(app.state.threads))
+    app.state.mcp = build_mcp(app.state, settings.host)
+    app.router.routes.extend(app.state.mcp.streamable_http_app().routes)  # POST /mcp (Streamable HTTP)
     registry = Registry(settings.classifiers_dir)
     app.include_router(classifiers_router(registry, Trainings(registry), settings))
     app.state.keys = KeyStore(sessions.database, settings.keys(), settings.keys_cache_seconds)

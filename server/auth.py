@@ -29,6 +29,7 @@ ROUTE_SCOPES: list[tuple[str, Scope]] = [
     ("/admin/", "admin"),
     ("/metrics", "admin"),
     ("/sessions/", "user"),
+    ("/threads", "user"),  # agent threads keep conversations, as sessions do
     ("/classifiers", "user"),
     ("/collections", "user"),
 ]

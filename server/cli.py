@@ -1,4 +1,4 @@
-"""The `hfchain` command: serve, generate, chat, agent, summarize, classify, ingest, keys."""
+"""The `hfchain` command: serve, generate, chat, agent, mcp, summarize, classify, ingest, keys."""
 
 from __future__ import annotations
 
@@ -206,8 +206,15 @@ def agent(
     ] = None,
     max_new_tokens: Annotated[int | None, typer.Option(help="Most tokens per model call")] = None,
     temperature: Annotated[float | None, typer.Option(help="0 = greedy")] = None,
+    require_approval: Annotated[
+        str | None,
+        typer.Option(
+            help="Tools to approve before they run, comma-separated [HFCHAIN_AGENT_REQUIRE_APPROVAL]"
+        ),
+    ] = None,
 ) -> None:
-    """Ask the agent QUESTION; each tool call, each result and the answer stream to the terminal."""
+    """Ask the agent QUESTION; each tool call, each result and the answer stream to the terminal. A call
+    that needs approval is shown and waits for yours: approve, edit its arguments, or reject it."""
     import asyncio
 
     from chains.agent.runner import build_agent
@@ -224,6 +231,9 @@ def agent(
     classify = build_classify_chain(methods, settings.classify_method)
     runner = build_agent(backend, settings, build_summarize_chain(backend), classify)
     config = _knobs(max_new_tokens, temperature)
+    if require_approval:
+        names = [n.strip() for n in require_approval.split(",") if n.strip()]
+        config["configurable"] = {**config.get("configurable", {}), "require_approval": names}
     try:
         asyncio.run(_show_agent(runner, question, config, settings.agent_mcp_servers, load_mcp_tools))
     except HfchainError as error:
@@ -232,26 +242,75 @@ def agent(
 
 
 async def _show_agent(runner, question: str, config: dict, mcp: str | None, load_mcp) -> None:
-    """Stream the run's events: the agent model's text, each tool's input and output."""
-    import json
+    """Run the agent on a thread kept in memory: stream the model's text and each tool's input and output;
+    when a call needs approval, show it and ask, then resume with the answer."""
+    from langgraph.checkpoint.memory import InMemorySaver
+    from langgraph.types import Command
 
     await load_mcp(runner.toolbox, mcp)
-    value = {"messages": [{"role": "user", "content": question}]}
-    async for event in runner.astream_events(value, config, version="v2"):
-        kind, node = event["event"], event.get("metadata", {}).get("langgraph_node")
-        if kind == "on_chat_model_stream" and node == "model" and event["data"]["chunk"].text:
-            typer.echo(event["data"]["chunk"].text, nl=False)
-        elif kind == "on_tool_start":
-            args = json.dumps(event["data"].get("input"), ensure_ascii=False)
-            typer.secho(f"\n→ {event['name']}({args})", fg="cyan")
-        elif kind == "on_tool_end":
-            output = event["data"].get("output")
-            failed = getattr(output, "status", None) == "error"
-            text = getattr(output, "text", str(output))
-            typer.secho(f"← {event['name']}: {text}", fg="red" if failed else "green")
-        elif kind == "on_chain_end" and event["name"] == runner.name and not event.get("parent_ids"):
-            steps = event["data"]["output"].response_metadata.get("agent_steps")
-            typer.echo(f"\n[{steps} steps]", err=True)
+    graph, graph_config = runner.graph(config, InMemorySaver())
+    graph_config["configurable"] = {**graph_config.get("configurable", {}), "thread_id": "cli"}
+    payload: object = {"messages": [{"role": "user", "content": question}]}
+    while True:
+        async for event in graph.astream_events(payload, graph_config, version="v2"):
+            _show_event(event)
+        state = await graph.aget_state(graph_config)
+        pending = [i for task in state.tasks for i in task.interrupts]
+        if not pending:
+            break
+        requests = pending[0].value["action_requests"]
+        payload = Command(resume={"decisions": [_decide(action) for action in requests]})
+    steps = sum(m.type == "ai" for m in state.values["messages"])
+    typer.echo(f"\n[{steps} steps]", err=True)
+
+
+def _show_event(event: dict) -> None:
+    """One event of the run, as the terminal shows it."""
+    import json
+
+    kind, node = event["event"], event.get("metadata", {}).get("langgraph_node")
+    if kind == "on_chat_model_stream" and node == "model" and event["data"]["chunk"].text:
+        typer.echo(event["data"]["chunk"].text, nl=False)
+    elif kind == "on_tool_start":
+        args = json.dumps(event["data"].get("input"), ensure_ascii=False)
+        typer.secho(f"\n→ {event['name']}({args})", fg="cyan")
+    elif kind == "on_tool_end":
+        output = event["data"].get("output")
+        failed = getattr(output, "status", None) == "error"
+        text = getattr(output, "text", str(output))
+        typer.secho(f"← {event['name']}: {text}", fg="red" if failed else "green")
+
+
+def _decide(action: dict) -> dict:
+    """Ask the person at the terminal about one pending call: approve, edit its arguments, or reject."""
+    import json
+
+    args = json.dumps(action["args"], ensure_ascii=False)
+    typer.secho(f"\n? {action['name']}({args}) needs your approval", fg="yellow")
+    choice = typer.prompt("[a]pprove, [e]dit or [r]eject", default="a").strip().lower()[:1]
+    if choice == "e":
+        while True:
+            edited = typer.prompt("new arguments (JSON)", default=args)
+            try:
+                return {"type": "edit", "edited_action": {"name": action["name"], "args": json.loads(edited)}}
+            except json.JSONDecodeError as error:
+                typer.secho(f"not JSON ({error}); try again", fg="red", err=True)
+    if choice == "r":
+        reason = typer.prompt("why (the model reads it)", default="", show_default=False)
+        return {"type": "reject", **({"message": reason} if reason else {})}
+    return {"type": "approve"}
+
+
+@app.command()
+def mcp() -> None:
+    """Serve hfchain's tools over MCP on stdin and stdout, for hosts that start their MCP servers (the
+    HTTP server has them at /mcp)."""
+    from server.app import create_app
+
+    settings = _settings()
+    _logging("warning")  # on stderr: stdout carries the protocol
+    served = create_app(settings, backend=_ready_backend(settings))
+    served.state.mcp.run(transport="stdio")
 
 
 @app.command()

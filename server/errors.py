@@ -29,6 +29,7 @@ ANTHROPIC_TYPES = {
     529: "overloaded_error",
 }
 TGI_PATHS = {"/"}
+AGENT_PROTOCOL_PREFIXES = ("/threads", "/runs", "/assistants")
 # TGI's error_type values, which huggingface_hub turns into its typed errors
 TGI_TYPES = {400: "validation", 413: "validation", 422: "validation", 429: "overloaded", 503: "overloaded"}
 
@@ -83,4 +84,9 @@ async def invalid_input(request: Request, error: ValidationError | RequestValida
         return JSONResponse(error_body(path, status, message, rid, param=loc[0] if loc else None), status)
     if isinstance(error, ValidationError):
         problems = error.errors(include_url=False, include_context=False)
+    if path.startswith(AGENT_PROTOCOL_PREFIXES):  # langgraph-sdk shows `detail` when it is a string
+        named = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'] if p != 'body')}: {e['msg']}" for e in problems
+        )
+        return JSONResponse({"detail": named, "request_id": rid}, status_code=422)
     return JSONResponse({"detail": jsonable_encoder(problems), "request_id": rid}, status_code=422)

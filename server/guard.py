@@ -16,6 +16,7 @@ from server.errors import error_body, openai_status, request_id_var
 log = logging.getLogger("hfchain.server")
 
 Scope = dict[str, Any]
+BODILESS = re.compile(r"^/threads/[^/]+/runs/[^/]+/cancel$|^/mcp$")  # POSTs whose clients may send no body
 
 
 def json_response(status: int, body: dict, headers: list[tuple[bytes, bytes]]) -> tuple[dict, dict]:
@@ -27,6 +28,8 @@ def json_response(status: int, body: dict, headers: list[tuple[bytes, bytes]]) -
 
 def check_body(body: bytes, path: str = "") -> tuple[int, str] | bytes:
     """An error (status, message) for a body we refuse, else the body to pass on."""
+    if not body.strip() and BODILESS.match(path):
+        return body
     if not body.strip():
         return 422, 'request body is empty: send a JSON object, e.g. {"input": {...}}'
     try:

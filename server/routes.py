@@ -94,9 +94,10 @@ def mount_chains(
     """
     system = chat_chain.system_prompt_or_default(settings.system_prompt)
     add_routes = partial(langserve_routes, disabled_endpoints=None if settings.playground else ["playground"])
+    generate = build_generate_chain(backend)
     add_routes(
         app,
-        build_generate_chain(backend),
+        generate,
         path="/generate",
         per_req_config_modifier=request_checker(backend, settings, generate_chain.preflight),
     )
@@ -143,6 +144,7 @@ def mount_chains(
         path="/agent",
         per_req_config_modifier=request_checker(backend, settings, agent_preflight, extra=AGENT_KEYS),
     )
+    app.state.chains = {"generate": generate, "summarize": summarize, "classify": classify, "agent": agent}
     return agent
 
 
@@ -174,9 +176,14 @@ def mount_knowledge(app: FastAPI, knowledge: Knowledge, backend: Backend, settin
             raise InvalidInput("/retrieve takes no configurable values: leave config.configurable out")
         return run_config(request, {**config, "configurable": {}})
 
+    retrieve, ask = (
+        build_retrieve_chain(knowledge),
+        build_ask_chain(knowledge, backend, settings.ask_min_score, ask_style(settings)),
+    )
+    app.state.knowledge_chains = {"retrieve": retrieve, "ask": ask}
     langserve_routes(
         app,
-        build_retrieve_chain(knowledge),
+        retrieve,
         path="/retrieve",
         per_req_config_modifier=check_retrieve,
         disabled_endpoints=disabled,
@@ -188,7 +195,7 @@ def mount_knowledge(app: FastAPI, knowledge: Knowledge, backend: Backend, settin
 
     langserve_routes(
         app,
-        build_ask_chain(knowledge, backend, settings.ask_min_score, ask_style(settings)),
+        ask,
         path="/ask",
         per_req_config_modifier=request_checker(backend, settings, ask_preflight),
         disabled_endpoints=disabled,

@@ -57,6 +57,7 @@ class AgentLimits:
     tool_choice: str = "auto"
     tool_timeout: float = 30.0
     result_chars: int = 4000
+    require_approval: tuple[str, ...] = ()  # tools that wait for a person (approvals.py)
 
     @classmethod
     def from_settings(cls, settings: Any) -> AgentLimits:
@@ -66,6 +67,7 @@ class AgentLimits:
             settings.agent_tool_choice,
             settings.agent_tool_timeout,
             settings.agent_tool_result_chars,
+            tuple(n.strip() for n in (settings.agent_require_approval or "").split(",") if n.strip()),
         )
 
     def for_request(self, config: dict | None) -> tuple[int, str]:
@@ -171,24 +173,38 @@ class AgentRunnable(Runnable[dict, AIMessage]):
 
     def start(self, value: Any, config: RunnableConfig) -> tuple[Turn, Runnable, RunnableConfig]:
         """The turn to answer, its agent graph and the graph's config."""
+        turn = load_turn(value, self.sessions, config, schema=AgentInput, resent=visible_resent)
+        own_system = any(isinstance(m, SystemMessage) for m in turn.messages)
+        graph, graph_config = self.graph(config, system=not own_system)
+        return turn, graph, graph_config
+
+    def graph(
+        self, config: RunnableConfig | None, checkpointer: Any = None, system: bool = True
+    ) -> tuple[Runnable, RunnableConfig]:
+        """The agent graph for a request's config (knobs, limits) and its run config. With a checkpointer
+        a call that needs approval pauses the run; without one it is refused (approvals.py)."""
         # imported at the first agent request, not at the server's start (langchain.agents, langgraph)
         from langchain.agents import create_agent
 
+        from chains.agent.approvals import NoPause, approval_middleware
         from chains.agent.middleware import StepPolicy, ToolGuard
 
-        turn = load_turn(value, self.sessions, config, schema=AgentInput, resent=visible_resent)
+        config = config or {}
         steps, first = self.limits.for_request(config)
         model, _ = self.model.prepare(config)
         policy = StepPolicy(self.backend.budget(), self.backend.max_new_tokens_of(config), steps, first)
         guard = ToolGuard(self.limits.tool_timeout, self.limits.result_chars)
-        own_system = any(isinstance(m, SystemMessage) for m in turn.messages)
+        names, defaults = [t.name for t in self.toolbox.tools], self.limits.require_approval
+        approvals = approval_middleware(names, defaults) if checkpointer else NoPause(defaults)
         graph = create_agent(
             model,
             tools=self.toolbox.tools,
-            system_prompt=None if own_system else self.system,
-            middleware=[policy, guard],
+            system_prompt=self.system if system else None,
+            middleware=[policy, approvals, guard],
+            checkpointer=checkpointer,
+            name="agent",
         )
-        return turn, graph, patch_config(config, recursion_limit=4 * steps + 8)
+        return graph, patch_config(config, recursion_limit=4 * steps + 8)
 
     def check(self, value: Any, config: dict | None) -> None:
         """Before any output: bad input or limits -> 422, a conversation that cannot fit -> 413."""

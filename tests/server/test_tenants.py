@@ -206,3 +206,39 @@ def test_a_stored_response_is_its_tenants(keyed):
     with pytest.raises(openai.NotFoundError):
         bob.responses.delete(made.id)
     alice.responses.delete(made.id)
+
+
+def test_an_agent_thread_is_its_tenants(keyed):
+    from langgraph_sdk import get_sync_client
+    from langgraph_sdk.errors import NotFoundError, PermissionDeniedError
+
+    server, key = keyed
+    alice = get_sync_client(url=server.url, api_key=key["alice"])
+    bob = get_sync_client(url=server.url, api_key=key["bob"])
+    thread_id = alice.threads.create(thread_id=f"plans-{uuid.uuid4().hex[:6]}")["thread_id"]
+    ask = {"messages": [{"role": "user", "content": "Say hi."}]}
+    said = alice.runs.wait(thread_id, "agent", input=ask, config={"configurable": {"max_steps": 1}})
+    assert [m["type"] for m in said["messages"]] == ["human", "ai"]
+    with pytest.raises(NotFoundError):
+        bob.threads.get_state(thread_id)
+    with pytest.raises(httpx.HTTPStatusError) as refused:  # runs.wait raises the untyped error
+        bob.runs.wait(thread_id, "agent", input=ask)
+    assert refused.value.response.status_code == 404
+    assert bob.threads.create(thread_id=thread_id)["thread_id"] == thread_id  # the same id: his own thread
+    assert bob.threads.get_state(thread_id)["values"] == {}  # nothing of hers
+    assert thread_id not in [t["thread_id"] for t in bob.threads.search(limit=100) if t["status"] != "idle"]
+    with pytest.raises(PermissionDeniedError):
+        get_sync_client(url=server.url, api_key=key["reader"]).threads.create()
+
+
+def test_mcp_tools_take_the_key_as_a_bearer_token(keyed):
+    import asyncio
+
+    from tests.server.test_mcp_server import listed_and_called
+
+    server, key = keyed
+    names, generated, _ = asyncio.run(listed_and_called(server.url, auth(key["alice"])))
+    assert "generate" in names and generated
+    hello = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}}
+    accept = {"accept": "application/json, text/event-stream"}
+    assert httpx.post(f"{server.url}/mcp", json=hello, headers=accept).status_code == 401
