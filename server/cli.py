@@ -279,6 +279,8 @@ def _show_event(event: dict) -> None:
         failed = getattr(output, "status", None) == "error"
         text = getattr(output, "text", str(output))
         typer.secho(f"← {event['name']}: {text}", fg="red" if failed else "green")
+    elif kind == "on_tool_error":
+        typer.secho(f"← {event['name']} failed: {event['data'].get('error')}", fg="red")
 
 
 def _decide(action: dict) -> dict:

@@ -92,3 +92,25 @@ def test_prepare_names_what_it_made_ready_and_a_second_run_reuses_the_cache(embe
         env={**os.environ, "HFCHAIN_RUNTIME": "torch", "HFCHAIN_ENCODER_RUNTIME": "torch"},
     )
     assert torch_only.returncode == 0 and torch_only.stdout.count("nothing to export") == 2
+
+
+def agent_with_approval(stdin: str) -> subprocess.CompletedProcess:
+    """`hfchain agent` whose calculator call waits for the person at the terminal."""
+    args = [HFCHAIN, "agent", "What is 12 times 7?", "--tool-choice", "required", "--max-steps", "2"]
+    args += ["--max-new-tokens", "32", "--require-approval", "calculator"]
+    env = {**os.environ, "HFCHAIN_AGENT_TOOLS": "calculator", "NO_COLOR": "1"}
+    return subprocess.run(args, input=stdin, capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_cli_agent_asks_before_a_tool_acts_and_runs_the_edited_call():
+    done = agent_with_approval('e\n{"expression": "6 * 7"}\n')
+    assert done.returncode == 0, done.stderr
+    assert "calculator(" in done.stdout and "needs your approval" in done.stdout
+    assert "← calculator: 42" in done.stdout  # the edited arguments ran
+
+
+def test_cli_agent_rejects_a_call_with_a_reason_the_model_reads():
+    done = agent_with_approval("r\nnot today\n")
+    assert done.returncode == 0, done.stderr
+    assert "needs your approval" in done.stdout and "← calculator" not in done.stdout
+    assert "[2 steps]" in done.stderr
