@@ -324,15 +324,16 @@ async def _start(
     if stateless or (threads.store.get(owner, thread_id) is None and body.if_not_exists == "create"):
         await run_in_threadpool(threads.store.create, owner, thread_id, {"graph_id": GRAPH_ID})
     threads.owned(request, thread_id)
-    await _settle(threads, owner, thread_id, body.multitask_strategy)
-    config = await run_in_threadpool(_run_config, threads, request, owner, thread_id, body)
-    graph, graph_config = threads.graph(config)
-    graph_input = await _input(threads, request, thread_id, body)
-    run = await run_in_threadpool(
-        threads.store.add_run, owner, thread_id, GRAPH_ID, body.metadata, body.multitask_strategy
-    )
-    live = LiveRun(run, owner, body.modes)
-    threads.registry.add(live)
+    async with threads.registry.lock(owner, thread_id):
+        await _settle(threads, owner, thread_id, body.multitask_strategy)
+        config = await run_in_threadpool(_run_config, threads, request, owner, thread_id, body)
+        graph, graph_config = threads.graph(config)
+        graph_input = await _input(threads, request, thread_id, body)
+        run = await run_in_threadpool(
+            threads.store.add_run, owner, thread_id, GRAPH_ID, body.metadata, body.multitask_strategy
+        )
+        live = LiveRun(run, owner, body.modes)
+        threads.registry.add(live)
     await run_in_threadpool(threads.store.set, owner, thread_id, status="busy")
     forget = stateless and body.on_completion == "delete"
 
@@ -342,7 +343,9 @@ async def _start(
         threads.store.set(owner, thread_id, status=state)
 
     async def run_then_tidy() -> None:
-        await execute(live, graph, graph_input, run_config(request, graph_config), on_end)
+        pauses = {"interrupt_before": body.interrupt_before, "interrupt_after": body.interrupt_after}
+        options = {k: v for k, v in pauses.items() if v}
+        await execute(live, graph, graph_input, run_config(request, graph_config), on_end, **options)
         if forget:
             await _forget(threads, owner, thread_id)
 
@@ -390,9 +393,9 @@ def _run_config(
 async def _input(threads: Threads, request: Request, thread_id: str, body: bodies.RunCreate) -> Any:
     """The graph's input: the new messages, or a Command resuming a paused run (409 if nothing is paused)."""
     if body.command is None:
-        if body.input is None:
+        if body.input is None and not (await threads.state(request, thread_id))["next"]:
             raise InvalidInput('a run needs input (e.g. {"messages": [...]}) or command (to resume)')
-        return body.input
+        return body.input  # None: go on from where interrupt_before/after stopped
     if body.command.resume is not None:
         state = await threads.state(request, thread_id)
         pending = state["interrupts"] or [i for t in state["tasks"] for i in t["interrupts"]]

@@ -86,6 +86,11 @@ class RunRegistry:
     def __init__(self) -> None:
         self.runs: OrderedDict[str, LiveRun] = OrderedDict()
         self.active: dict[tuple[str, str], LiveRun] = {}
+        self.locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+    def lock(self, tenant: str, thread_id: str) -> asyncio.Lock:
+        """Held while a run is checked and started on the thread: two requests cannot both start one."""
+        return self.locks.setdefault((tenant, thread_id), asyncio.Lock())
 
     def get(self, run_id: str) -> LiveRun | None:
         return self.runs.get(run_id)
@@ -109,19 +114,23 @@ class RunRegistry:
         await live.wait()
 
 
-async def execute(live: LiveRun, graph: Any, graph_input: Any, config: dict, on_end: Any) -> None:
-    """Run the graph, recording its events; `on_end(status, interrupted)` stores the outcome."""
+async def execute(
+    live: LiveRun, graph: Any, graph_input: Any, config: dict, on_end: Any, **options: Any
+) -> None:
+    """Run the graph (`options`: interrupt_before/after), recording its events; `on_end(status,
+    interrupted)` stores the outcome."""
     await live.emit("metadata", {"run_id": live.run_id, "attempt": 1})
     internal = ["values", "updates", *(["messages"] if "messages-tuple" in live.modes else [])]
     status = "error"
     try:
         if "events" in live.modes:
-            async for event in graph.astream_events(graph_input, config, version="v2", stream_mode=internal):
+            events = graph.astream_events(graph_input, config, version="v2", stream_mode=internal, **options)
+            async for event in events:
                 if event["event"] == "on_chain_stream" and not event.get("parent_ids"):
                     await _chunk(live, *event["data"]["chunk"])
                 await live.emit("events", event)
         else:
-            async for mode, data in graph.astream(graph_input, config, stream_mode=internal):
+            async for mode, data in graph.astream(graph_input, config, stream_mode=internal, **options):
                 await _chunk(live, mode, data)
         status = "success"
     except asyncio.CancelledError:

@@ -279,3 +279,12 @@ def test_a_resume_payload_that_is_not_a_decision_is_refused(client):
         client.runs.create(thread_id, "agent", command={"resume": {"decisions": []}})
     with pytest.raises(UnprocessableEntityError, match="edited_action"):
         client.runs.create(thread_id, "agent", command={"resume": {"decisions": [{"type": "edit"}]}})
+
+
+def test_interrupt_before_a_node_pauses_the_run_there(client):
+    thread_id = client.threads.create()["thread_id"]
+    client.runs.wait(thread_id, "agent", input=ASK, config={"configurable": CALL}, interrupt_before=["tools"])
+    state = client.threads.get_state(thread_id)
+    assert state["next"] == ["tools"] and roles(state["values"]) == ["human", "ai"]
+    done = client.runs.wait(thread_id, "agent", input=None, config={"configurable": CALL})
+    assert roles(done) == ["human", "ai", "tool", "ai"]
