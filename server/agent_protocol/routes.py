@@ -171,9 +171,17 @@ def agent_protocol_router(threads: Threads) -> APIRouter:
             raise Conflict(f"thread {thread_id!r} has a run in progress: update its state once it ends")
         graph, _ = threads.graph()
         at = body.checkpoint_id or (body.checkpoint or {}).get("checkpoint_id")
-        config = await graph.aupdate_state(
-            threads.config(request, thread_id, at), body.values, as_node=body.as_node
-        )
+        from langgraph.errors import InvalidUpdateError
+
+        try:
+            config = await graph.aupdate_state(
+                threads.config(request, thread_id, at), body.values, as_node=body.as_node
+            )
+        except (InvalidUpdateError, ValueError, TypeError, KeyError) as error:
+            raise InvalidInput(
+                f"the state update cannot be applied ({error}): send values such as "
+                '{"messages": [...]}, and as_node naming a node of the graph (model, tools)'
+            ) from None
         return {"checkpoint": checkpoint(config, thread_id)}
 
     @router.post("/threads/{thread_id}/history")

@@ -101,6 +101,24 @@ def test_the_database_going_away_fails_session_turns_only_and_they_recover(repli
     assert [m["content"] for m in stored(replicas[0], session)["messages"][::2]] == ["before", "after"]
 
 
+def test_an_agent_thread_paused_on_one_replica_is_resumed_on_the_other(replicas):
+    from langgraph_sdk import get_sync_client
+
+    first, second = (get_sync_client(url=r.url, api_key=None) for r in replicas)
+    thread_id = first.threads.create()["thread_id"]
+    ask = {"messages": [{"role": "user", "content": "What is 12 times 7?"}]}
+    tools = [t["name"] for t in httpx.get(f"{replicas[0].url}/agent/tools").json()["tools"]]
+    calls = {"tool_choice": "required", "max_steps": 2, "max_new_tokens": 40, "require_approval": tools}
+    paused = first.runs.wait(thread_id, "agent", input=ask, config={"configurable": calls})
+    assert paused["__interrupt__"]  # whichever tool it called waits for approval
+    assert second.threads.get(thread_id)["status"] == "interrupted"
+    done = second.runs.wait(thread_id, "agent", command={"resume": {"decisions": [{"type": "approve"}]}})
+    assert [m["type"] for m in done["messages"]] == ["human", "ai", "tool", "ai"]
+    more = {"messages": [{"role": "user", "content": "Thanks."}]}
+    again = first.runs.wait(thread_id, "agent", input=more, config={"configurable": {"max_steps": 1}})
+    assert len(again["messages"]) == 6  # the first replica reads what the second added
+
+
 def test_a_replica_killed_mid_stream_loses_no_stored_turn(replicas):  # last: replica a stays dead
     session = f"killed-{uuid.uuid4().hex}"
     turn(replicas[0], "kept", session)
@@ -119,21 +137,3 @@ def test_a_replica_killed_mid_stream_loses_no_stored_turn(replicas):  # last: re
     assert exported["turns"] == 1 and exported["messages"][0]["content"] == "kept"  # abandoned: not stored
     turn(replicas[1], "on b", session)  # the other replica keeps answering the session
     assert [m["content"] for m in stored(replicas[1], session)["messages"][::2]] == ["kept", "on b"]
-
-
-def test_an_agent_thread_paused_on_one_replica_is_resumed_on_the_other(replicas):
-    from langgraph_sdk import get_sync_client
-
-    first, second = (get_sync_client(url=r.url, api_key=None) for r in replicas)
-    thread_id = first.threads.create()["thread_id"]
-    ask = {"messages": [{"role": "user", "content": "What is 12 times 7?"}]}
-    tools = [t["name"] for t in httpx.get(f"{replicas[0].url}/agent/tools").json()["tools"]]
-    calls = {"tool_choice": "required", "max_steps": 2, "max_new_tokens": 40, "require_approval": tools}
-    paused = first.runs.wait(thread_id, "agent", input=ask, config={"configurable": calls})
-    assert paused["__interrupt__"]  # whichever tool it called waits for approval
-    assert second.threads.get(thread_id)["status"] == "interrupted"
-    done = second.runs.wait(thread_id, "agent", command={"resume": {"decisions": [{"type": "approve"}]}})
-    assert [m["type"] for m in done["messages"]] == ["human", "ai", "tool", "ai"]
-    more = {"messages": [{"role": "user", "content": "Thanks."}]}
-    again = first.runs.wait(thread_id, "agent", input=more, config={"configurable": {"max_steps": 1}})
-    assert len(again["messages"]) == 6  # the first replica reads what the second added
