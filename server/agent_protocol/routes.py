@@ -37,11 +37,17 @@ class Threads:
     def __init__(self, agent: AgentRunnable, store: ThreadStore) -> None:
         self.agent, self.store, self.registry = agent, store, RunRegistry()
         self.checkpointer: Any = None
+        self._reader: tuple[Any, dict] | None = None  # the graph state reads use
 
     def graph(self, config: dict | None = None) -> tuple[Any, dict]:
+        """The agent graph for a run's config; without one (reading state), one graph built once."""
         if self.checkpointer is None:
             raise ModelNotReady("agent threads are starting; retry shortly", retry_after=1)
-        return self.agent.graph(config or {}, self.checkpointer)
+        if config:
+            return self.agent.graph(config, self.checkpointer)
+        if self._reader is None:
+            self._reader = self.agent.graph({}, self.checkpointer)
+        return self._reader
 
     def owned(self, request: Request, thread_id: str) -> dict:
         """The caller's thread, or 404."""
