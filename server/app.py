@@ -33,6 +33,7 @@ from server.anthropic import anthropic_router
 from server.auth import ApiKeyGuard
 from server.collections_api import UPLOAD_PATH, collections_router
 from server.completions_api import completions_router
+from server.console import mount_console
 from server.embeddings_api import embeddings_router
 from server.errors import domain_error, invalid_input
 from server.guard import RequestGuard
@@ -107,6 +108,7 @@ def create_app(
     app.include_router(agent_router(app.state.agent.toolbox))
     app.state.threads = Threads(app.state.agent, ThreadStore(sessions.database))
     app.include_router(agent_protocol_router(app.state.threads))
+    mount_console(app)
     app.state.mcp = build_mcp(app.state, settings.host)
     app.router.routes.extend(app.state.mcp.streamable_http_app().routes)  # POST /mcp (Streamable HTTP)
     registry = Registry(settings.classifiers_dir)

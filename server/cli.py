@@ -149,6 +149,19 @@ def _prepare_encoder(settings: Settings) -> None:
     where = f"ready in {onnx.graph.parent}" if onnx else "no ONNX export; it will run on torch"
     seconds = time.perf_counter() - started
     typer.echo(f"encoder {encoder.name}: {where} ({encoder.runtime_label}; {seconds:.1f} s)")
+    _prepare_browser_encoder(settings, encoder)
+
+
+def _prepare_browser_encoder(settings: Settings, encoder) -> None:
+    """The encoder in transformers.js's layout, for the console's "run in this browser"."""
+    from chains.backends.onnx.encoder import EncoderExportError, ensure_browser_export
+
+    try:
+        folder = ensure_browser_export(settings.cache_dir, encoder.folder(), encoder.name)
+    except EncoderExportError as error:  # the console's in-browser embedding is then unavailable
+        typer.secho(f"encoder {encoder.name}: no browser export ({str(error).splitlines()[0]})", err=True)
+        return
+    typer.echo(f"encoder {encoder.name}: browser export ready in {folder}")
 
 
 @app.command()

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from pathlib import Path as FilePath
 from typing import Literal
 
 from fastapi import APIRouter, Path, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -25,6 +26,19 @@ from server.callers import caller, tenant
 
 SessionId = Path(pattern=SESSION_ID_PATTERN, description="The session id given to /chat or /v1")
 ClassifierName = Path(pattern=NAME_PATTERN, description="A trained classifier's name")
+# the files transformers.js reads for a model, and where each lies in a classifier's folder
+BROWSER_FILES = {
+    "config.json": "config.json",
+    "tokenizer.json": "tokenizer.json",
+    "tokenizer_config.json": "tokenizer_config.json",
+    "special_tokens_map.json": "special_tokens_map.json",
+    "onnx/model.onnx": "onnx/model.onnx",
+    "onnx/model_quantized.onnx": "onnx/model_int8.onnx",
+}
+BrowserFile = Path(
+    pattern="^(" + "|".join(re.escape(f) for f in BROWSER_FILES) + ")$",
+    description="A file of the classifier in transformers.js's layout",
+)
 
 
 def ops_router() -> APIRouter:
@@ -153,6 +167,17 @@ def classifiers_router(registry: Registry, trainings: Trainings, settings: Setti
         if state is None:
             raise NotFound(f"no classifier named {name!r}: GET /classifiers lists them")
         return state
+
+    @router.get("/{name}/model/{file:path}")
+    async def model_file(request: Request, name: str = ClassifierName, file: str = BrowserFile) -> FileResponse:
+        folder = registry.tenant(tenant(request)).path(name)
+        if registry.tenant(tenant(request)).card(name) is None:
+            raise NotFound(f"no classifier named {name!r}: GET /classifiers lists them")
+        path = folder / BROWSER_FILES[file]
+        if not path.is_file():
+            hint = "train it with export 'onnx' (or run hfchain export-onnx)" if file.startswith("onnx/") else ""
+            raise NotFound(f"classifier {name!r} has no {file}{': ' + hint if hint else ''}")
+        return FileResponse(path, headers={"cache-control": "no-cache"})
 
     @router.delete("/{name}")
     async def remove(request: Request, name: str = ClassifierName) -> dict:

@@ -200,8 +200,18 @@ async def open_checkpointer(url: str) -> AsyncIterator[Any]:
     if parsed.get_backend_name() == "postgresql":
         from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
+        from psycopg.rows import dict_row
+        from psycopg_pool import AsyncConnectionPool
+
         conninfo = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
-        async with AsyncPostgresSaver.from_conn_string(conninfo) as saver:
+        # A pool that checks each connection it lends: one connection (from_conn_string) dies for good when
+        # the database restarts, and every thread would fail until the replica is restarted too.
+        kwargs = {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}
+        pool = AsyncConnectionPool(
+            conninfo, min_size=1, max_size=4, kwargs=kwargs, check=AsyncConnectionPool.check_connection, open=False
+        )
+        async with pool:
+            saver = AsyncPostgresSaver(pool)
             await saver.setup()
             yield saver
         return

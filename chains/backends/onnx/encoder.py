@@ -29,6 +29,7 @@ FILES = {"onnx": "encoder.onnx", "onnx-int8": "encoder_int8.onnx"}
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 SAMPLE = ["An example sentence to trace the graph with.", "Two texts, so the batch axis stays free."]
 LOG_TAIL = 800
+BROWSER_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 BATCH_TOKENS = 2048  # padded tokens per call: 8 full-length inputs; larger calls measured no faster
 
 
@@ -170,6 +171,84 @@ def _MeanPooled(model: Any) -> Any:
     return MeanPooled()
 
 
+def ensure_browser_export(cache_dir: Path, folder: Path, name: str) -> Path:
+    """The encoder laid out as transformers.js loads a model (config.json, tokenizer files, onnx/model.onnx
+    giving `last_hidden_state`; the page pools and normalises), exporting it first when missing."""
+    folder = Path(folder)
+    target = Path(cache_dir) / "onnx" / f"browser-encoder-{name.replace('/', '--')}-{export_key(folder)}"
+    graph = target / "onnx" / "model.onnx"
+    if graph.is_file():
+        return target
+    log.info("exporting the encoder %s for the browser into %s: one time, about 15 s", name, target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        staging.chmod(0o755)  # mkdtemp's folder is private; the export is a cache anyone may read
+        (staging / "onnx").mkdir()
+        command = [sys.executable, "-m", __name__, "--hidden", str(folder), str(staging / "onnx" / "model.onnx")]
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if done.returncode != 0 or not (staging / "onnx" / "model.onnx").is_file():
+            raise EncoderExportError(
+                f"exporting the encoder {folder} for the browser failed (exit {done.returncode}). "
+                f"Last output:\n{(done.stderr or done.stdout)[-LOG_TAIL:]}"
+            )
+        for file in BROWSER_FILES:
+            if (folder / file).is_file():
+                shutil.copyfile(folder / file, staging / file)
+        try:
+            staging.rename(target)
+        except OSError:  # another process finished first: keep theirs
+            if not graph.is_file():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def export_hidden(folder: Path, out: Path) -> None:
+    """Write the encoder's transformer alone (token vectors as `last_hidden_state`) to `out`."""
+    import warnings
+
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    warnings.simplefilter("ignore")
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModel.from_pretrained(folder, attn_implementation="eager").eval()
+    encoded = tokenizer(SAMPLE, padding=True, return_tensors="pt")
+    names = [n for n in INPUTS if n in encoded]
+    batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
+    program = torch.onnx.export(
+        _Hidden(model),
+        kwargs={n: encoded[n] for n in names},
+        dynamo=True,
+        verbose=False,
+        input_names=names,
+        output_names=["last_hidden_state"],
+        dynamic_shapes={n: {0: batch, 1: sequence} for n in names},
+    )
+    program.save(str(out))
+
+
+def _Hidden(model: Any) -> Any:
+    import torch
+
+    class Hidden(torch.nn.Module):
+        """The transformer's token vectors (one output, so the exported graph has one)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any = None) -> Any:
+            return self.model(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            ).last_hidden_state
+
+    return Hidden()
+
+
 def load_onnx_encoder(folder: Path, cache_dir: Path, runtime: str, name: str) -> OnnxEncoder:
     """The encoder in `folder` on ONNX Runtime: float32 for `auto` and `onnx`, int8 for `onnx-int8`."""
     graphs = ensure_exported(cache_dir, folder, name)
@@ -233,5 +312,8 @@ def _batches(order: list[int], ids: list[list[int]], budget: int) -> list[list[i
     return batches
 
 
-if __name__ == "__main__":  # the child process of ensure_exported
-    export(Path(sys.argv[1]), Path(sys.argv[2]))
+if __name__ == "__main__":  # the child process of ensure_exported and ensure_browser_export
+    if sys.argv[1] == "--hidden":
+        export_hidden(Path(sys.argv[2]), Path(sys.argv[3]))
+    else:
+        export(Path(sys.argv[1]), Path(sys.argv[2]))
