@@ -169,13 +169,17 @@ def classifiers_router(registry: Registry, trainings: Trainings, settings: Setti
         return state
 
     @router.get("/{name}/model/{file:path}")
-    async def model_file(request: Request, name: str = ClassifierName, file: str = BrowserFile) -> FileResponse:
+    async def model_file(
+        request: Request, name: str = ClassifierName, file: str = BrowserFile
+    ) -> FileResponse:
         folder = registry.tenant(tenant(request)).path(name)
         if registry.tenant(tenant(request)).card(name) is None:
             raise NotFound(f"no classifier named {name!r}: GET /classifiers lists them")
         path = folder / BROWSER_FILES[file]
         if not path.is_file():
-            hint = "train it with export 'onnx' (or run hfchain export-onnx)" if file.startswith("onnx/") else ""
+            hint = (
+                "train it with export 'onnx' (or run hfchain export-onnx)" if file.startswith("onnx/") else ""
+            )
             raise NotFound(f"classifier {name!r} has no {file}{': ' + hint if hint else ''}")
         return FileResponse(path, headers={"cache-control": "no-cache"})
 

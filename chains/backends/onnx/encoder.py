@@ -185,7 +185,14 @@ def ensure_browser_export(cache_dir: Path, folder: Path, name: str) -> Path:
     try:
         staging.chmod(0o755)  # mkdtemp's folder is private; the export is a cache anyone may read
         (staging / "onnx").mkdir()
-        command = [sys.executable, "-m", __name__, "--hidden", str(folder), str(staging / "onnx" / "model.onnx")]
+        command = [
+            sys.executable,
+            "-m",
+            __name__,
+            "--hidden",
+            str(folder),
+            str(staging / "onnx" / "model.onnx"),
+        ]
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         if done.returncode != 0 or not (staging / "onnx" / "model.onnx").is_file():
             raise EncoderExportError(

@@ -39,6 +39,9 @@ export function agentPanel(root) {
   const input = el("textarea", { id: "agent-input", placeholder: "Ask the agent (Ctrl+Enter sends)" });
   const send = el("button", { class: "primary", type: "submit" }, "Send");
   const tools = el("fieldset", { id: "agent-tools" }, el("legend", {}, "Ask me before these tools run"));
+  const choice = el("select", { id: "tool-choice" },
+    el("option", { value: "auto" }, "when the model chooses to"),
+    el("option", { value: "required" }, "at least once before answering"));
   const shown = new Map(); // message id -> its bubbles (a resumed run may send an edited call again)
   let thread = null;
 
@@ -129,10 +132,11 @@ export function agentPanel(root) {
     const content = input.value.trim();
     if (!content) return;
     input.value = "";
+    chat.append(el("div", { class: "msg human" }, content)); // the run's updates carry only what nodes add
     const approve = [...tools.querySelectorAll("input:checked")].map((box) => box.value);
     await run({
       input: { messages: [{ role: "user", content }] },
-      config: { configurable: { require_approval: approve } },
+      config: { configurable: { require_approval: approve, tool_choice: choice.value } },
     });
   }
 
@@ -145,7 +149,7 @@ export function agentPanel(root) {
 
   root.append(el("div", { class: "card wide" }, el("h2", {}, "Agent"), errors, chat,
     el("form", { onsubmit: submit }, el("label", { for: "agent-input" }, "Message"), input, send, reset)),
-  card("Approvals", tools, el("p", { class: "muted" },
+  card("Tools", el("label", { for: "tool-choice" }, "The agent calls a tool"), choice, tools, el("p", { class: "muted" },
     "A ticked tool's call waits for you: approve it, run it with arguments you edit, or reject it with a reason.")));
 }
 
