@@ -199,7 +199,6 @@ async def open_checkpointer(url: str) -> AsyncIterator[Any]:
     parsed = make_url(url)
     if parsed.get_backend_name() == "postgresql":
         from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
-
         from psycopg.rows import dict_row
         from psycopg_pool import AsyncConnectionPool
 
@@ -208,7 +207,12 @@ async def open_checkpointer(url: str) -> AsyncIterator[Any]:
         # the database restarts, and every thread would fail until the replica is restarted too.
         kwargs = {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}
         pool = AsyncConnectionPool(
-            conninfo, min_size=1, max_size=4, kwargs=kwargs, check=AsyncConnectionPool.check_connection, open=False
+            conninfo,
+            min_size=1,
+            max_size=4,
+            kwargs=kwargs,
+            check=AsyncConnectionPool.check_connection,
+            open=False,
         )
         async with pool:
             saver = AsyncPostgresSaver(pool)
