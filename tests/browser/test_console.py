@@ -123,7 +123,7 @@ def test_documents_are_dropped_searched_and_asked_with_clickable_citations(page,
     )
     page.locator("#upload-status").filter(has_text="Stored: 1 added").wait_for()
     assert page.locator("#upload-progress").evaluate("bar => bar.value === bar.max && bar.max > 0")
-    page.locator("#collection-summary").filter(has_text="1 documents").wait_for()
+    page.locator("#collection-summary").filter(has_text="1 document,").wait_for()
     page.locator("#search-query").fill("guest network password")
     page.get_by_role("button", name="Search").click()
     hit = page.locator("#search-results .hit").first

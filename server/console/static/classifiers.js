@@ -170,7 +170,7 @@ function classifierCard(box, found, deleted) {
     el("h2", {}, `Classifier ${found.name}`),
     el("p", { class: "muted" }, `accuracy ${metrics.accuracy.toFixed(3)} on ${found.data.eval_rows} held-out rows · `,
       `${found.method} on ${found.base} · served by ${found.runtime} · trained ${found.trained_at}`),
-    el("div", { class: "row" },
+    el("div", { class: "row top" },
       el("div", { class: "scroll" }, el("h3", {}, "Per label"), perLabel),
       el("div", { class: "scroll" }, el("h3", {}, "Confusion matrix"), confusionMatrix(labels, metrics.confusion_matrix))),
     el("h3", {}, "Try it"), errors,
@@ -192,8 +192,9 @@ function confusionMatrix(labels, matrix) {
   const svg = document.createElementNS(ns, "svg");
   svg.setAttribute("id", "confusion-matrix");
   svg.setAttribute("role", "img");
-  svg.setAttribute("viewBox", `0 0 ${left + cell * size + 4} ${top + cell * size + 4}`);
-  svg.setAttribute("style", `max-width: ${left + cell * size + 4}px; width: 100%`);
+  const wide = left + cell * size + 70; // room for the last rotated label
+  svg.setAttribute("viewBox", `0 0 ${wide} ${top + cell * size + 4}`);
+  svg.setAttribute("style", `max-width: ${wide}px; width: 100%`);
   const title = document.createElementNS(ns, "title");
   title.textContent = "Confusion matrix: rows are the true labels, columns the predicted ones";
   svg.append(title);

@@ -22,7 +22,7 @@ export function documentsPanel(root) {
 
   function describe(found) {
     summary.textContent = found
-      ? `${found.documents} documents, ${found.chunks} chunks, ${found.tokens} tokens (${found.store})`
+      ? `${count(found.documents, "document")}, ${count(found.chunks, "chunk")}, ${count(found.tokens, "token")} (${found.store})`
       : "No collection yet: create one below.";
   }
 
@@ -48,6 +48,8 @@ export function documentsPanel(root) {
   );
   refresh();
 }
+
+const count = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
 
 function uploadCard(state, done) {
   const errors = errorBox();

@@ -88,7 +88,7 @@ export function servicePanel(root) {
     if (samples.length && previous) {
       const seconds = (now - previous.at) / 1000;
       const rate = (a, b) => Math.max(0, a - b) / seconds;
-      const mean = (sum, count, ps, pc) => (count - pc > 0 ? (sum - ps) / (count - pc) : 0);
+      const mean = (sum, count, ps, pc) => (count - pc > 0 ? (sum - ps) / (count - pc) : null);
       const values = {
         tokens: rate(read.tokensOut, previous.read.tokensOut),
         requests: rate(read.requests, previous.read.requests),
@@ -98,10 +98,13 @@ export function servicePanel(root) {
         running: read.running,
       };
       for (const plot of Object.values(plots)) {
-        plot.points.push([now, values[plot.key]]);
+        const value = values[plot.key];
+        plot.points.push([now, value ?? 0]);
         while (plot.points.length && plot.points[0][0] < now - KEEP_MS) plot.points.shift();
         plot.figure.replaceChildren(sparkline(plot.points));
-        plot.now.textContent = `${values[plot.key].toFixed(plot.digits)} ${plot.unit}`;
+        const peak = Math.max(...plot.points.map((p) => p[1]));
+        plot.now.textContent = `${value === null ? "no requests" : `${value.toFixed(plot.digits)} ${plot.unit}`}` +
+          ` · peak ${peak.toFixed(plot.digits)} over ${Math.round((now - plot.points[0][0]) / 1000)} s`;
       }
     }
     if (samples.length) previous = { at: now, read };
