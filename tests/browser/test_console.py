@@ -235,3 +235,25 @@ def test_every_script_and_model_file_the_page_loads_is_served_by_hfchain(server)
         response = httpx.get(f"{server.url}{path}")
         assert response.status_code == 200 and "javascript" in response.headers["content-type"], path
     assert json.loads(httpx.get(f"{server.url}/encoder/model/config.json").text)["model_type"] == "bert"
+
+
+def test_the_pages_csv_reader_and_error_messages_handle_what_people_send(page, server):
+    page.goto(server.url)
+    text = 'text,label\r\n"Good, really",pos\r\n"She said ""no""",neg\n"two\nlines",neg\n\n'
+    rows = page.evaluate("t => import('/console/util.js').then(m => m.parseCsv(t))", text)
+    expected = [["text", "label"], ["Good, really", "pos"], ['She said "no"', "neg"], ["two\nlines", "neg"]]
+    assert rows == expected
+    messages = page.evaluate(
+        """() => import('/console/util.js').then(m => [
+            m.messageOf(422, {detail: [{loc: ['body', 'name'], msg: 'String should match pattern'}]}),
+            m.messageOf(404, {detail: 'no classifier named x'}),
+            m.messageOf(401, {error: {message: 'missing API key'}}),
+            m.messageOf(502, '')])"""
+    )
+    assert messages == [
+        "name: String should match pattern",
+        "no classifier named x",
+        "missing API key",
+        "the server answered 502 with no message",
+    ]
+    assert_clean(page)
