@@ -50,7 +50,8 @@ export function servicePanel(root) {
   const errors = errorBox();
   const stats = el("div", { class: "stats", id: "service-stats" });
   const plots = Object.fromEntries(PLOTS.map((p) => [p.key, {
-    ...p, points: [], figure: el("div", { class: "plot" }), now: el("span", { class: "now" }),
+    ...p, points: [], figure: el("div", { class: "plot" }),
+    now: el("span", { class: "now" }, `first point after ${EVERY_MS / 1000} s…`),
   }]));
   let previous = null;
 
