@@ -15,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 
 from chains.agent.toolbox import Toolbox
+from chains.backends.onnx.encoder import BROWSER_FILES as MODEL_FILES
 from chains.classify.jobs import Trainings
 from chains.classify.registry import NAME_PATTERN, Registry
 from chains.classify.train import FORMATS, TrainOptions, load_rows
@@ -28,10 +29,7 @@ SessionId = Path(pattern=SESSION_ID_PATTERN, description="The session id given t
 ClassifierName = Path(pattern=NAME_PATTERN, description="A trained classifier's name")
 # the files transformers.js reads for a model, and where each lies in a classifier's folder
 BROWSER_FILES = {
-    "config.json": "config.json",
-    "tokenizer.json": "tokenizer.json",
-    "tokenizer_config.json": "tokenizer_config.json",
-    "special_tokens_map.json": "special_tokens_map.json",
+    **{file: file for file in MODEL_FILES},
     "onnx/model.onnx": "onnx/model.onnx",
     "onnx/model_quantized.onnx": "onnx/model_int8.onnx",
 }
@@ -172,8 +170,9 @@ def classifiers_router(registry: Registry, trainings: Trainings, settings: Setti
     async def model_file(
         request: Request, name: str = ClassifierName, file: str = BrowserFile
     ) -> FileResponse:
-        folder = registry.tenant(tenant(request)).path(name)
-        if registry.tenant(tenant(request)).card(name) is None:
+        own = registry.tenant(tenant(request))
+        folder = own.path(name)
+        if own.card(name) is None:
             raise NotFound(f"no classifier named {name!r}: GET /classifiers lists them")
         path = folder / BROWSER_FILES[file]
         if not path.is_file():

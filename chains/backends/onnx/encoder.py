@@ -17,6 +17,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Collection
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -95,38 +96,70 @@ def ensure_exported(cache_dir: Path, folder: Path, name: str) -> Path:
             "torch to serve it on torch"
         )
     target = exported_folder(cache_dir, folder, name)
-    if all((target / name).is_file() for name in FILES.values()):
+    if all((target / file).is_file() for file in FILES.values()):
         return target
     log.info("exporting the encoder %s to ONNX into %s: one time, about 20 s", name, target)
     started = time.perf_counter()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
-        command = [sys.executable, "-m", __name__, str(folder), str(staging)]
-        done = subprocess.run(command, capture_output=True, text=True, check=False)
-        if done.returncode != 0 or not all((staging / name).is_file() for name in FILES.values()):
-            raise EncoderExportError(
-                f"exporting the encoder {folder} to ONNX failed (exit {done.returncode}); set "
-                f"HFCHAIN_ENCODER_RUNTIME=torch to serve it on torch. Last output:\n"
-                f"{(done.stderr or done.stdout)[-LOG_TAIL:]}"
-            )
-        try:
-            staging.rename(target)
-        except OSError:  # another process finished first: keep theirs
-            if not all((target / name).is_file() for name in FILES.values()):
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    _export_in_child(
+        target,
+        lambda staging: [str(folder), str(staging)],
+        FILES.values(),
+        f"exporting the encoder {folder} to ONNX failed; set HFCHAIN_ENCODER_RUNTIME=torch to serve it "
+        "on torch",
+    )
     log.info("exported the encoder %s to ONNX in %.1f s", name, time.perf_counter() - started)
     return target
 
 
+def _export_in_child(
+    target: Path,
+    args: Callable[[Path], list[str]],
+    outputs: Collection[str | Path],
+    failure: str,
+    copy: tuple[Path, ...] = (),
+) -> None:
+    """Run this module with `args(staging)` in a child process, then move the staging folder to `target`
+    once every file in `outputs` is in it (an export that finished first elsewhere is kept)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        staging.chmod(0o755)  # mkdtemp's folder is private; the export is a cache anyone may read
+        done = subprocess.run(
+            [sys.executable, "-m", __name__, *args(staging)], capture_output=True, text=True, check=False
+        )
+        if done.returncode != 0 or not all((staging / file).is_file() for file in outputs):
+            tail = (done.stderr or done.stdout)[-LOG_TAIL:]
+            raise EncoderExportError(f"{failure} (exit {done.returncode}). Last output:\n{tail}")
+        for file in copy:
+            shutil.copyfile(file, staging / file.name)
+        try:
+            staging.rename(target)
+        except OSError:  # another process finished first: keep theirs
+            if not all((target / file).is_file() for file in outputs):
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def export(folder: Path, out: Path) -> None:
     """Write `out/encoder.onnx` (float32) and `out/encoder_int8.onnx` (dynamic int8) for `folder`."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    _trace(folder, _MeanPooled, "embeddings", out / FILES["onnx"])
+    quantize_dynamic(out / FILES["onnx"], out / FILES["onnx-int8"], weight_type=QuantType.QInt8)
+
+
+def export_hidden(folder: Path, out: Path) -> None:
+    """Write the encoder's transformer alone (token vectors as `last_hidden_state`) to `out`."""
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    _trace(folder, _Hidden, "last_hidden_state", out)
+
+
+def _trace(folder: Path, wrap: Any, output: str, out: Path) -> None:
+    """Export `wrap(model)` for the encoder in `folder` to `out`, batch and sequence axes left free."""
     import warnings
 
     import torch
-    from onnxruntime.quantization import QuantType, quantize_dynamic
     from transformers import AutoModel, AutoTokenizer
 
     warnings.simplefilter("ignore")
@@ -138,16 +171,15 @@ def export(folder: Path, out: Path) -> None:
     names = [n for n in INPUTS if n in encoded]
     batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
     program = torch.onnx.export(
-        _MeanPooled(model),
+        wrap(model),
         kwargs={n: encoded[n] for n in names},
         dynamo=True,
         verbose=False,
         input_names=names,
-        output_names=["embeddings"],
+        output_names=[output],
         dynamic_shapes={n: {0: batch, 1: sequence} for n in names},
     )
-    program.save(str(out / FILES["onnx"]))
-    quantize_dynamic(out / FILES["onnx"], out / FILES["onnx-int8"], weight_type=QuantType.QInt8)
+    program.save(str(out))
 
 
 def _MeanPooled(model: Any) -> Any:
@@ -176,66 +208,18 @@ def ensure_browser_export(cache_dir: Path, folder: Path, name: str) -> Path:
     giving `last_hidden_state`; the page pools and normalises), exporting it first when missing."""
     folder = Path(folder)
     target = Path(cache_dir) / "onnx" / f"browser-encoder-{name.replace('/', '--')}-{export_key(folder)}"
-    graph = target / "onnx" / "model.onnx"
-    if graph.is_file():
+    if (target / "onnx" / "model.onnx").is_file():
         return target
     log.info("exporting the encoder %s for the browser into %s: one time, about 15 s", name, target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
-        staging.chmod(0o755)  # mkdtemp's folder is private; the export is a cache anyone may read
-        (staging / "onnx").mkdir()
-        command = [
-            sys.executable,
-            "-m",
-            __name__,
-            "--hidden",
-            str(folder),
-            str(staging / "onnx" / "model.onnx"),
-        ]
-        done = subprocess.run(command, capture_output=True, text=True, check=False)
-        if done.returncode != 0 or not (staging / "onnx" / "model.onnx").is_file():
-            raise EncoderExportError(
-                f"exporting the encoder {folder} for the browser failed (exit {done.returncode}). "
-                f"Last output:\n{(done.stderr or done.stdout)[-LOG_TAIL:]}"
-            )
-        for file in BROWSER_FILES:
-            if (folder / file).is_file():
-                shutil.copyfile(folder / file, staging / file)
-        try:
-            staging.rename(target)
-        except OSError:  # another process finished first: keep theirs
-            if not graph.is_file():
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
-
-
-def export_hidden(folder: Path, out: Path) -> None:
-    """Write the encoder's transformer alone (token vectors as `last_hidden_state`) to `out`."""
-    import warnings
-
-    import torch
-    from transformers import AutoModel, AutoTokenizer
-
-    warnings.simplefilter("ignore")
-    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    model = AutoModel.from_pretrained(folder, attn_implementation="eager").eval()
-    encoded = tokenizer(SAMPLE, padding=True, return_tensors="pt")
-    names = [n for n in INPUTS if n in encoded]
-    batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
-    program = torch.onnx.export(
-        _Hidden(model),
-        kwargs={n: encoded[n] for n in names},
-        dynamo=True,
-        verbose=False,
-        input_names=names,
-        output_names=["last_hidden_state"],
-        dynamic_shapes={n: {0: batch, 1: sequence} for n in names},
+    graph = Path("onnx") / "model.onnx"
+    _export_in_child(
+        target,
+        lambda staging: ["--hidden", str(folder), str(staging / graph)],
+        [graph],
+        f"exporting the encoder {folder} for the browser failed",
+        copy=tuple(folder / file for file in BROWSER_FILES if (folder / file).is_file()),
     )
-    program.save(str(out))
+    return target
 
 
 def _Hidden(model: Any) -> Any:
