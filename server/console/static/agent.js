@@ -1,18 +1,13 @@
 // Agent: a chat over the Agent Protocol (a thread kept on the server, runs streamed as "updates") that
 // shows each tool call and its result as it happens, and asks before the tools ticked "ask first" act.
-import { api, card, el, errorBox, messageOf, showError } from "./util.js";
+import { api, apiError, card, el, errorBox, showError } from "./util.js";
 
 // The SSE events of a streamed run: yields {event, data}.
 async function* events(path, body) {
   const response = await fetch(path, {
     method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body),
   });
-  if (!response.ok) {
-    const text = await response.text();
-    let parsed = text;
-    try { parsed = JSON.parse(text); } catch { /* plain text */ }
-    throw new Error(`${response.status}: ${messageOf(response.status, parsed)}`);
-  }
+  if (!response.ok) throw apiError(response.status, await response.text());
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = "";
   for (;;) {

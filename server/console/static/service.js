@@ -1,6 +1,6 @@
 // Service: what /ready says (model, runtime) and, from /metrics every few seconds, the replica, queue
 // depth, tokens/s and latency over the last minutes as small plots.
-import { api, card, el, errorBox, messageOf, showError, sparkline } from "./util.js";
+import { apiError, card, el, errorBox, showError, sparkline } from "./util.js";
 
 const EVERY_MS = 3000;
 const KEEP_MS = 5 * 60 * 1000;
@@ -71,11 +71,7 @@ export function servicePanel(root) {
     try {
       const response = await fetch("/metrics");
       const body = await response.text();
-      if (!response.ok) {
-        let parsed = body;
-        try { parsed = JSON.parse(body); } catch { /* text */ }
-        throw new Error(`${response.status}: ${messageOf(response.status, parsed)}`);
-      }
+      if (!response.ok) throw apiError(response.status, body);
       samples = parseMetrics(body);
     } catch (error) { problems.push(`/metrics: ${error.message}`); }
     showError(errors, problems.length ? new Error(problems.join(" · ")) : null);

@@ -19,9 +19,14 @@ export function messageOf(status, body) {
   return `the server answered ${status} with no message`;
 }
 
-async function bodyOf(response) {
-  const text = await response.text();
+// A response body as JSON when it parses, else its text.
+function parseBody(text) {
   try { return text ? JSON.parse(text) : null; } catch { return text; }
+}
+
+// The ApiError for a failed response, with the API's own message.
+export function apiError(status, text) {
+  return new ApiError(`${status}: ${messageOf(status, parseBody(text))}`);
 }
 
 // A JSON call to hfchain; throws ApiError with the API's own message on any status >= 400.
@@ -40,9 +45,9 @@ export async function api(path, { method = "GET", json, form, signal } = {}) {
     if (error.name === "AbortError") throw error;
     throw new ApiError(`could not reach the server (${error.message}): is hfchain still running?`);
   }
-  const body = await bodyOf(response);
-  if (!response.ok) throw new ApiError(`${response.status}: ${messageOf(response.status, body)}`);
-  return body;
+  const text = await response.text();
+  if (!response.ok) throw apiError(response.status, text);
+  return parseBody(text);
 }
 
 // An upload with progress (fetch cannot report it): resolves to the JSON body, rejects with ApiError.
@@ -53,10 +58,8 @@ export function upload(path, form, onProgress) {
     request.upload.onprogress = (e) => e.lengthComputable && onProgress(e.loaded, e.total);
     request.onerror = () => reject(new ApiError("the upload failed: is hfchain still running?"));
     request.onload = () => {
-      let body = request.responseText;
-      try { body = JSON.parse(body); } catch { /* a plain-text error */ }
-      if (request.status >= 400) reject(new ApiError(`${request.status}: ${messageOf(request.status, body)}`));
-      else resolve(body);
+      if (request.status >= 400) reject(apiError(request.status, request.responseText));
+      else resolve(parseBody(request.responseText));
     };
     request.send(form);
   });
