@@ -9,7 +9,7 @@ import uuid
 import httpx
 import pytest
 
-from tests.browser.test_playgrounds import assert_clean, output_of
+from tests.browser.test_playgrounds import assert_clean, fill_form, output_of
 
 NOTE = "# Wi-Fi\n\nThe guest network password is heron-lantern. The printer is on the second floor."
 
@@ -27,8 +27,7 @@ def collection(server) -> str:
 
 def test_ask_playground_shows_the_answer_then_its_sources(page, server, collection):
     page.goto(f"{server.url}/ask/playground/")
-    page.locator("[id='#/properties/question-input']").fill("What is the guest Wi-Fi password?")
-    page.locator("[id='#/properties/collection-input']").fill(collection)
+    fill_form(page, question="What is the guest Wi-Fi password?", collection=collection)
     page.get_by_role("button", name="Start").click()
     text = output_of(page)
     answer, _, sources = text.partition("Sources:")
@@ -39,8 +38,7 @@ def test_ask_playground_shows_the_answer_then_its_sources(page, server, collecti
 
 def test_retrieve_playground_lists_the_chunks_with_their_documents(page, server, collection):
     page.goto(f"{server.url}/retrieve/playground/")
-    page.locator("[id='#/properties/query-input']").fill("printer floor")
-    page.locator("[id='#/properties/collection-input']").fill(collection)
+    fill_form(page, query="printer floor", collection=collection)
     page.get_by_role("button", name="Start").click()
     documents = json.loads(output_of(page))
     assert documents and documents[0]["metadata"]["document_id"] == "office.md"

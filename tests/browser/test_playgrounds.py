@@ -29,6 +29,24 @@ def assert_clean(page) -> None:
     assert not log.external, log.external
 
 
+def fill_form(page, **values: str) -> None:
+    """Type each field's value as a person would, typing it again if the form drops it: LangServe's
+    playground commits typed values after a debounce, and a commit that lands while the form is still
+    settling now and then clears a field typed just before (seen on a busy machine). Returns once every
+    value has survived a whole settle period."""
+    boxes = {field: page.locator(f"[id='#/properties/{field}-input']") for field in values}
+    for _ in range(6):
+        lost = [field for field, box in boxes.items() if box.input_value() != values[field]]
+        for field in lost:
+            boxes[field].fill(values[field])
+        if lost:
+            boxes[lost[-1]].press("Tab")  # a blur, as a person moving on
+        page.wait_for_timeout(1000)  # past the form's 300 ms debounce
+        if not lost and all(box.input_value() == values[field] for field, box in boxes.items()):
+            return
+    raise AssertionError(f"the playground kept dropping what was typed: {values}")
+
+
 def output_of(page) -> str:
     """The default playground's Output box, once the run is over (Start is back)."""
     page.get_by_role("button", name="Start").wait_for()
@@ -85,7 +103,7 @@ def test_chat_playground_streams_an_answer_and_the_follow_up_sees_the_first_turn
 def test_chat_playground_keeps_a_session_set_under_configure(page, server):
     session = f"browser-{uuid.uuid4().hex[:12]}"
     page.goto(f"{server.url}/chat/playground/")
-    page.locator("[id='#/properties/session_id-input']").fill(session)
+    fill_form(page, session_id=session)
     chat_turn(page, FACT)
     second = chat_turn(page, QUESTION)
     assert "banana" in second[3][1].lower()
@@ -100,12 +118,7 @@ def test_agent_playground_shows_each_step_then_the_answer(page, server):
     page.goto(f"{server.url}/agent/playground/")
     page.wait_for_selector("select:not([id])")
     page.locator("[id='#/properties/tool_choice-input']").select_option("required")  # a sure first call
-    page.locator("[id='#/properties/max_steps-input']").fill("2")
-    page.locator("[id='#/properties/max_new_tokens-input']").fill("96")  # room for a whole call
-    # the form commits typed numbers after a debounce (300 ms): on a busy machine a send right away
-    # could still carry the old value
-    page.locator("[id='#/properties/max_new_tokens-input']").press("Tab")
-    page.wait_for_timeout(1500)
+    fill_form(page, max_steps="2", max_new_tokens="96")  # room for a whole call
     page.evaluate(WATCH_AI_JS)
     messages = chat_turn(page, "What is 12 * 7? Use the calculator.", route="agent")
     assert [role for role, _ in messages] == ["human", "ai"]
@@ -127,7 +140,7 @@ def test_agent_playground_shows_each_step_then_the_answer(page, server):
 
 def test_generate_playground_shows_the_completion(page, server):
     page.goto(f"{server.url}/generate/playground/")
-    page.locator("[id='#/properties/prompt-input']").fill("The capital of France is")
+    fill_form(page, prompt="The capital of France is")
     page.get_by_role("button", name="Start").click()
     text = output_of(page)
     assert "Paris" in text and not text.startswith("The capital")
@@ -137,8 +150,7 @@ def test_generate_playground_shows_the_completion(page, server):
 
 def test_generate_playground_knobs_under_configure_reach_the_model(page, server):
     page.goto(f"{server.url}/generate/playground/")
-    page.locator("[id='#/properties/max_new_tokens-input']").fill("3")
-    page.locator("[id='#/properties/prompt-input']").fill("Once upon a time")
+    fill_form(page, max_new_tokens="3", prompt="Once upon a time")
     page.get_by_role("button", name="Start").click()
     text = output_of(page)
     assert 0 < len(text.split()) <= 3
@@ -148,7 +160,7 @@ def test_generate_playground_knobs_under_configure_reach_the_model(page, server)
 
 def test_summarize_playground_shows_one_summary_that_grows(page, server, hamlet):
     page.goto(f"{server.url}/summarize/playground/")
-    page.locator("[id='#/properties/text-input']").fill(hamlet[:1200])
+    fill_form(page, text=hamlet[:1200])
     page.get_by_role("button", name="Start").click()
     page.wait_for_function("() => document.body.innerText.includes('[writing the summary]')")
     text = output_of(page)
@@ -160,7 +172,7 @@ def test_summarize_playground_shows_one_summary_that_grows(page, server, hamlet)
 
 def test_classify_playground_shows_the_label_and_scores(page, server):
     page.goto(f"{server.url}/classify/playground/")
-    page.locator("[id='#/properties/text-input']").fill("A wonderful, moving film with superb acting.")
+    fill_form(page, text="A wonderful, moving film with superb acting.")
     for _ in range(2):
         page.get_by_label("Add to Labels button").click()
     labels = page.locator("table:has([aria-label='Add to Labels button']) tbody textarea")

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from tests.browser.conftest import open_page
-from tests.browser.test_playgrounds import FACT, QUESTION, assert_clean, chat_turn
+from tests.browser.test_playgrounds import FACT, QUESTION, assert_clean, chat_turn, fill_form
 from tests.conftest import hfchain_server
 from tests.server.test_tenants import make_key
 
@@ -29,7 +29,7 @@ def test_the_chat_playground_opens_with_a_key_and_its_session_is_that_tenants(br
     login = {"http_credentials": {"username": "alice", "password": keys["alice"]}}
     with open_page(browser, "tenant-chat-playground", **login) as page:
         page.goto(f"{server.url}/chat/playground/")
-        page.locator("[id='#/properties/session_id-input']").fill(session)
+        fill_form(page, session_id=session)
         chat_turn(page, FACT)
         second = chat_turn(page, QUESTION)
         assert [role for role, _ in second] == ["human", "ai"] * 2 and second[3][1]
